@@ -1,0 +1,144 @@
+"""Commands: what an adapter asks the core to decide. Imperative names.
+
+Time (`now`) and new ids (`worker_id` of a registration, `task_id` of a submit)
+always arrive on the command: the core never reads a clock or invents an id.
+Policies that belong to the host (grace window, heartbeat timeout, categories)
+arrive on the command too, so the log records decisions, not settings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field, TypeAdapter
+
+from .model import DEFAULT_CATEGORIES, SYSTEM, Actor, Frozen, RunningTaskPolicy, TaskStatus
+
+
+class _Command(Frozen):
+    now: AwareDatetime
+    actor: Actor = SYSTEM
+
+
+class RegisterWorker(_Command):
+    type: Literal["RegisterWorker"] = "RegisterWorker"
+    worker_id: str
+
+
+class RegisterJob(_Command):
+    """Register (or re-register) a job and link a worker to it.
+
+    With `create_worker` the worker is created when it does not exist yet; a retry
+    with the same `worker_id` then links the existing worker instead of a second one.
+    """
+
+    type: Literal["RegisterJob"] = "RegisterJob"
+    room_id: str
+    category: str
+    name: str
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    worker_id: str
+    create_worker: bool = False
+    allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    on_worker_lost: RunningTaskPolicy = RunningTaskPolicy.FAIL
+    max_worker_losses: int = Field(default=3, ge=0)
+
+    model_config = _Command.model_config | {"populate_by_name": True}
+
+
+class RecordHeartbeat(_Command):
+    type: Literal["RecordHeartbeat"] = "RecordHeartbeat"
+    worker_id: str
+
+
+class JoinJobRoom(_Command):
+    """A Socket.IO connection announces it speaks for `worker_id` and joins a job room."""
+
+    type: Literal["JoinJobRoom"] = "JoinJobRoom"
+    worker_id: str
+    sid: str
+    job_name: str
+
+
+class LeaveJobRoom(_Command):
+    type: Literal["LeaveJobRoom"] = "LeaveJobRoom"
+    worker_id: str
+    sid: str
+    job_name: str
+
+
+class DisconnectWorker(_Command):
+    """A Socket.IO connection closed. With `grace_seconds == 0` the worker is lost at once."""
+
+    type: Literal["DisconnectWorker"] = "DisconnectWorker"
+    worker_id: str
+    sid: str
+    reason: str
+    grace_seconds: float = Field(ge=0)
+
+
+class SweepWorker(_Command):
+    """Sweeper check: end the worker if its grace expired or its heartbeat timed out.
+
+    A no-op (no events) when neither holds, so racing sweepers are harmless.
+    """
+
+    type: Literal["SweepWorker"] = "SweepWorker"
+    worker_id: str
+    heartbeat_timeout_seconds: float = Field(gt=0)
+
+
+class RemoveWorker(_Command):
+    """`DELETE /workers/{id}`: the owner leaves, or a superuser deletes."""
+
+    type: Literal["RemoveWorker"] = "RemoveWorker"
+    worker_id: str
+
+
+class SubmitTask(_Command):
+    type: Literal["SubmitTask"] = "SubmitTask"
+    task_id: str
+    job_name: str
+    room_id: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClaimTask(_Command):
+    """Claim one pending task (the adapter picks the candidate from its read model)."""
+
+    type: Literal["ClaimTask"] = "ClaimTask"
+    task_id: str
+    worker_id: str
+
+
+class UpdateTask(_Command):
+    """The `PATCH /tasks/{id}` status report: running, completed, failed or cancelled.
+
+    `worker_id` and `attempt` are optional for zndraw-joblib 0.1.7 clients; when given
+    they fence the report to the current claim.
+    """
+
+    type: Literal["UpdateTask"] = "UpdateTask"
+    task_id: str
+    status: TaskStatus
+    error: str | None = None
+    worker_id: str | None = None
+    attempt: int | None = None
+
+
+Command = Annotated[
+    RegisterWorker
+    | RegisterJob
+    | RecordHeartbeat
+    | JoinJobRoom
+    | LeaveJobRoom
+    | DisconnectWorker
+    | SweepWorker
+    | RemoveWorker
+    | SubmitTask
+    | ClaimTask
+    | UpdateTask,
+    Field(discriminator="type"),
+]
+
+COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

@@ -1,0 +1,144 @@
+"""Emissions: what the host must tell Socket.IO after the events are committed.
+
+Named after python-socketio's server verbs, so the emitter is a one-to-one match.
+They are computed from new events only (`emissions_for`), never inside `evolve`, so
+folding a stored log never re-sends anything.
+
+`task_status_event` carries `queue_position: None`; the host's delivery step fills in
+the rank of pending tasks from its read model (a view concern, not a decision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from . import events as ev
+from .evolve import evolve
+from .model import Frozen, TaskStatus, room_of_job, room_of_watchers, split_job_name
+from .state import LedgerState, TaskState
+
+
+class EnterRoom(Frozen):
+    type: Literal["EnterRoom"] = "EnterRoom"
+    sid: str
+    room: str
+
+
+class LeaveRoom(Frozen):
+    type: Literal["LeaveRoom"] = "LeaveRoom"
+    sid: str
+    room: str
+
+
+class Emit(Frozen):
+    """`sio.emit(event, data, to=to)`; `to` is a room name or a sid."""
+
+    type: Literal["Emit"] = "Emit"
+    event: str
+    data: dict[str, Any]
+    to: str
+
+
+class DisconnectSid(Frozen):
+    type: Literal["DisconnectSid"] = "DisconnectSid"
+    sid: str
+
+
+Emission = Annotated[EnterRoom | LeaveRoom | Emit | DisconnectSid, Field(discriminator="type")]
+EMISSION_ADAPTER: TypeAdapter[Emission] = TypeAdapter(Emission)
+
+
+def emissions_for(state: LedgerState, events: Sequence[ev.Event]) -> tuple[Emission, ...]:
+    """Emissions for `events` applied in order to `state`, deduplicated, in order."""
+    out: list[Emission] = []
+    for event in events:
+        after = evolve(state, event)
+        for emission in _for_event(state, after, event):
+            if emission not in out:
+                out.append(emission)
+        state = after
+    return tuple(out)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def task_status_payload(task: TaskState, queue_position: int | None = None) -> dict[str, Any]:
+    """The wire payload of `task_status_event` (zndraw-joblib fields plus `attempt`)."""
+    return {
+        "id": task.id,
+        "name": task.job_name,
+        "room_id": task.room_id,
+        "status": task.status.value,
+        "created_at": _iso(task.created_at),
+        "started_at": _iso(task.started_at),
+        "completed_at": _iso(task.completed_at),
+        "queue_position": queue_position if task.status is TaskStatus.PENDING else None,
+        "worker_id": task.worker_id,
+        "error": task.error,
+        "attempt": task.attempt,
+    }
+
+
+def _jobs_invalidate(job_name: str) -> Emit:
+    parts = split_job_name(job_name)
+    room_id = parts[0] if parts else job_name
+    return Emit(event="jobs_invalidate", data={}, to=room_of_watchers(room_id))
+
+
+def _task_available(task: TaskState) -> Emit:
+    data = {"job_name": task.job_name, "room_id": task.room_id, "task_id": task.id}
+    return Emit(event="task_available", data=data, to=room_of_job(task.job_name))
+
+
+def _leave_all(state: LedgerState, worker_id: str) -> list[Emission]:
+    worker = state.workers.get(worker_id)
+    if worker is None or worker.sid is None:
+        return []
+    return [LeaveRoom(sid=worker.sid, room=room_of_job(job)) for job in sorted(worker.rooms)]
+
+
+def _for_event(before: LedgerState, after: LedgerState, event: ev.Event) -> list[Emission]:
+    match event:
+        case ev.RoomJoined(sid=sid, job_name=job):
+            return [EnterRoom(sid=sid, room=room_of_job(job))]
+        case ev.RoomLeft(sid=sid, job_name=job):
+            return [LeaveRoom(sid=sid, room=room_of_job(job))]
+        case ev.ConnectionAttached() | ev.WorkerDisconnected() | ev.WorkerLeft():
+            return _leave_all(before, event.worker_id)
+        case ev.WorkerLost() | ev.WorkerDeleted():
+            worker = before.workers.get(event.worker_id)
+            kick = [DisconnectSid(sid=worker.sid)] if worker and worker.sid else []
+            return [*_leave_all(before, event.worker_id), *kick]
+        case ev.JobRegistered() | ev.JobWorkerLinked() | ev.JobWorkerUnlinked():
+            return [_jobs_invalidate(event.job_name)]
+        case ev.TaskCancelled():
+            return _task_events(after, event.task_id) + _cancel_notice(before, event)
+        case ev.TaskSubmitted() | ev.TaskRequeued():
+            task = after.tasks.get(event.task_id)
+            return _task_events(after, event.task_id) + ([_task_available(task)] if task else [])
+        case ev.TaskClaimed() | ev.TaskStarted() | ev.TaskCompleted() | ev.TaskFailed():
+            return _task_events(after, event.task_id)
+    return []
+
+
+def _task_events(state: LedgerState, task_id: str) -> list[Emission]:
+    task = state.tasks.get(task_id)
+    if task is None:
+        return []
+    data = task_status_payload(task)
+    return [Emit(event="task_status_event", data=data, to=room_of_watchers(task.room_id))]
+
+
+def _cancel_notice(before: LedgerState, event: ev.TaskCancelled) -> list[Emission]:
+    """Tell the holding worker's connection that its task was cancelled."""
+    worker = before.workers.get(event.worker_id) if event.worker_id else None
+    if worker is None or worker.sid is None:
+        return []
+    data = {"task_id": event.task_id, "attempt": event.attempt, "error": event.error}
+    return [Emit(event="task_cancelled", data=data, to=worker.sid)]

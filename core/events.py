@@ -1,0 +1,283 @@
+"""Domain events: what happened, past tense, one subject stream each.
+
+Every event belongs to exactly one stream (`worker:<id>`, `job:<full name>` or
+`task:<id>`), which is the aggregate the store appends it to. A decision that touches
+several entities returns one event per stream, saved in one transaction.
+
+The `type` field is the stable event name used in storage and JSON; never rename it.
+Evolving an event's schema means a new optional field, or an upcaster in the store.
+`HeartbeatRecorded` is the one non-durable event: the store keeps only the latest
+beat per worker (a liveness table) instead of appending each one to the log.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, Field, TypeAdapter
+
+from .model import Frozen, RunningTaskPolicy, TaskStatus
+
+
+class _Event(Frozen):
+    durable: ClassVar[bool] = True
+    at: AwareDatetime
+
+    @property
+    def stream(self) -> str:
+        raise NotImplementedError
+
+
+class _WorkerEvent(_Event):
+    worker_id: str
+
+    @property
+    def stream(self) -> str:
+        return f"worker:{self.worker_id}"
+
+
+class _JobEvent(_Event):
+    job_name: str
+
+    @property
+    def stream(self) -> str:
+        return f"job:{self.job_name}"
+
+
+class _TaskEvent(_Event):
+    task_id: str
+
+    @property
+    def stream(self) -> str:
+        return f"task:{self.task_id}"
+
+
+# --- worker stream --------------------------------------------------------------
+
+
+class WorkerRegistered(_WorkerEvent):
+    type: Literal["WorkerRegistered"] = "WorkerRegistered"
+    user: str
+
+
+class WorkerJobLinked(_WorkerEvent):
+    type: Literal["WorkerJobLinked"] = "WorkerJobLinked"
+    job_name: str
+
+
+class HeartbeatRecorded(_WorkerEvent):
+    durable: ClassVar[bool] = False
+    type: Literal["HeartbeatRecorded"] = "HeartbeatRecorded"
+
+
+class ConnectionAttached(_WorkerEvent):
+    """A Socket.IO connection now speaks for the worker (replacing `previous_sid`)."""
+
+    type: Literal["ConnectionAttached"] = "ConnectionAttached"
+    sid: str
+    previous_sid: str | None = None
+
+
+class RoomJoined(_WorkerEvent):
+    type: Literal["RoomJoined"] = "RoomJoined"
+    sid: str
+    job_name: str
+
+
+class RoomLeft(_WorkerEvent):
+    type: Literal["RoomLeft"] = "RoomLeft"
+    sid: str
+    job_name: str
+
+
+class WorkerDisconnected(_WorkerEvent):
+    """The worker's current connection dropped; its claims wait until the deadline."""
+
+    type: Literal["WorkerDisconnected"] = "WorkerDisconnected"
+    sid: str
+    reason: str
+    grace_deadline: AwareDatetime
+
+
+class WorkerResumed(_WorkerEvent):
+    type: Literal["WorkerResumed"] = "WorkerResumed"
+    sid: str
+
+
+class WorkerLost(_WorkerEvent):
+    """Involuntary end: grace expired, heartbeat timed out, or dropped with no grace."""
+
+    type: Literal["WorkerLost"] = "WorkerLost"
+    reason: str
+
+
+class WorkerLeft(_WorkerEvent):
+    """Voluntary end, by the owner (client `disconnect()` / `DELETE /workers/{id}`)."""
+
+    type: Literal["WorkerLeft"] = "WorkerLeft"
+    by: str
+
+
+class WorkerDeleted(_WorkerEvent):
+    """A superuser removed another user's worker."""
+
+    type: Literal["WorkerDeleted"] = "WorkerDeleted"
+    by: str
+
+
+class WorkerTaskAssigned(_WorkerEvent):
+    type: Literal["WorkerTaskAssigned"] = "WorkerTaskAssigned"
+    task_id: str
+    attempt: int
+
+
+class WorkerTaskReleased(_WorkerEvent):
+    """A held task ended by its own report or a cancel (not by the worker ending)."""
+
+    type: Literal["WorkerTaskReleased"] = "WorkerTaskReleased"
+    task_id: str
+    status: TaskStatus
+
+
+# --- job stream -----------------------------------------------------------------
+
+
+class JobRegistered(_JobEvent):
+    """A job was created, or a job with no workers got a new schema."""
+
+    type: Literal["JobRegistered"] = "JobRegistered"
+    room_id: str
+    category: str
+    name: str
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    on_worker_lost: RunningTaskPolicy = RunningTaskPolicy.FAIL
+    max_worker_losses: int = 3
+    by: str
+
+    model_config = _JobEvent.model_config | {"populate_by_name": True}
+
+
+class JobWorkerLinked(_JobEvent):
+    type: Literal["JobWorkerLinked"] = "JobWorkerLinked"
+    worker_id: str
+
+
+class JobWorkerUnlinked(_JobEvent):
+    type: Literal["JobWorkerUnlinked"] = "JobWorkerUnlinked"
+    worker_id: str
+    reason: str
+
+
+# --- task stream ----------------------------------------------------------------
+
+
+class TaskSubmitted(_TaskEvent):
+    type: Literal["TaskSubmitted"] = "TaskSubmitted"
+    job_name: str
+    room_id: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    by: str
+
+
+class TaskClaimed(_TaskEvent):
+    type: Literal["TaskClaimed"] = "TaskClaimed"
+    worker_id: str
+    attempt: int
+
+
+class TaskStarted(_TaskEvent):
+    type: Literal["TaskStarted"] = "TaskStarted"
+    worker_id: str
+    attempt: int
+
+
+class TaskCompleted(_TaskEvent):
+    type: Literal["TaskCompleted"] = "TaskCompleted"
+    worker_id: str
+    attempt: int
+
+
+class TaskFailed(_TaskEvent):
+    type: Literal["TaskFailed"] = "TaskFailed"
+    worker_id: str | None
+    attempt: int
+    error: str | None = None
+    by: str
+
+
+class TaskCancelled(_TaskEvent):
+    type: Literal["TaskCancelled"] = "TaskCancelled"
+    worker_id: str | None
+    attempt: int
+    error: str | None = None
+    by: str
+
+
+class TaskRequeued(_TaskEvent):
+    """A held task went back to pending because its worker ended."""
+
+    type: Literal["TaskRequeued"] = "TaskRequeued"
+    worker_id: str
+    attempt: int
+    reason: str
+    was_running: bool
+
+
+class TaskReportRejected(_TaskEvent):
+    """A stale report (old attempt or old worker) was refused; state is unchanged."""
+
+    type: Literal["TaskReportRejected"] = "TaskReportRejected"
+    worker_id: str | None
+    attempt: int | None
+    current_attempt: int
+    requested: TaskStatus
+    by: str
+
+
+Event = Annotated[
+    WorkerRegistered
+    | WorkerJobLinked
+    | HeartbeatRecorded
+    | ConnectionAttached
+    | RoomJoined
+    | RoomLeft
+    | WorkerDisconnected
+    | WorkerResumed
+    | WorkerLost
+    | WorkerLeft
+    | WorkerDeleted
+    | WorkerTaskAssigned
+    | WorkerTaskReleased
+    | JobRegistered
+    | JobWorkerLinked
+    | JobWorkerUnlinked
+    | TaskSubmitted
+    | TaskClaimed
+    | TaskStarted
+    | TaskCompleted
+    | TaskFailed
+    | TaskCancelled
+    | TaskRequeued
+    | TaskReportRejected,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_TYPES: dict[str, type[_Event]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        WorkerRegistered, WorkerJobLinked, HeartbeatRecorded, ConnectionAttached,
+        RoomJoined, RoomLeft, WorkerDisconnected, WorkerResumed, WorkerLost, WorkerLeft,
+        WorkerDeleted, WorkerTaskAssigned, WorkerTaskReleased, JobRegistered,
+        JobWorkerLinked, JobWorkerUnlinked, TaskSubmitted, TaskClaimed, TaskStarted,
+        TaskCompleted, TaskFailed, TaskCancelled, TaskRequeued, TaskReportRejected,
+    )
+}  # fmt: skip
+
+
+def event_to_json(event: Event) -> str:
+    return event.model_dump_json(by_alias=True)
+
+
+def event_from_json(data: str | bytes) -> Event:
+    return EVENT_ADAPTER.validate_json(data)

@@ -1,0 +1,192 @@
+"""evolve(state, event) -> state: the fold. Total and pure; never raises.
+
+An event whose entity is absent from a partial state leaves that state unchanged,
+so the store can fold just the streams it loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .events import (
+    ConnectionAttached,
+    Event,
+    HeartbeatRecorded,
+    JobRegistered,
+    JobWorkerLinked,
+    JobWorkerUnlinked,
+    RoomJoined,
+    RoomLeft,
+    TaskCancelled,
+    TaskClaimed,
+    TaskCompleted,
+    TaskFailed,
+    TaskRequeued,
+    TaskStarted,
+    TaskSubmitted,
+    WorkerDeleted,
+    WorkerDisconnected,
+    WorkerJobLinked,
+    WorkerLeft,
+    WorkerLost,
+    WorkerRegistered,
+    WorkerResumed,
+    WorkerTaskAssigned,
+    WorkerTaskReleased,
+)
+from .model import TaskStatus, WorkerStatus
+from .state import JobState, LedgerState, TaskState, WorkerState, later
+
+
+def fold(events: Iterable[Event], state: LedgerState | None = None) -> LedgerState:
+    """Fold events from `state` (default: empty) in order."""
+    current = state if state is not None else LedgerState()
+    for event in events:
+        current = evolve(current, event)
+    return current
+
+
+def evolve(state: LedgerState, event: Event) -> LedgerState:
+    if isinstance(event, WorkerRegistered):
+        return state.with_worker(
+            WorkerState(
+                id=event.worker_id, user=event.user, created_at=event.at, last_heartbeat=event.at
+            )
+        )
+    if isinstance(event, JobRegistered):
+        return _evolve_job(state, event)
+    if isinstance(event, JobWorkerLinked | JobWorkerUnlinked):
+        return _evolve_job_link(state, event)
+    if isinstance(event, TaskSubmitted):
+        return state.with_task(
+            TaskState(
+                id=event.task_id,
+                job_name=event.job_name,
+                room_id=event.room_id,
+                payload=event.payload,
+                submitted_by=event.by,
+                created_at=event.at,
+            )
+        )
+    if event.stream.startswith("worker:"):
+        worker = state.workers.get(event.stream.removeprefix("worker:"))
+        return state if worker is None else state.with_worker(_evolve_worker(worker, event))
+    task = state.tasks.get(event.stream.removeprefix("task:"))
+    return state if task is None else state.with_task(_evolve_task(task, event))
+
+
+def _evolve_job(state: LedgerState, event: JobRegistered) -> LedgerState:
+    existing = state.jobs.get(event.job_name)
+    job = JobState(
+        full_name=event.job_name,
+        room_id=event.room_id,
+        category=event.category,
+        name=event.name,
+        schema=event.schema_,
+        created_at=existing.created_at if existing else event.at,
+        workers=existing.workers if existing else frozenset(),
+        on_worker_lost=event.on_worker_lost,
+        max_worker_losses=event.max_worker_losses,
+    )
+    return state.with_job(job)
+
+
+def _evolve_job_link(state: LedgerState, event: JobWorkerLinked | JobWorkerUnlinked) -> LedgerState:
+    job = state.jobs.get(event.job_name)
+    if job is None:
+        return state
+    if isinstance(event, JobWorkerLinked):
+        workers = job.workers | {event.worker_id}
+    else:
+        workers = job.workers - {event.worker_id}
+    return state.with_job(job.model_copy(update={"workers": workers}))
+
+
+def _ended(worker: WorkerState, status: WorkerStatus, event: Event, reason: str) -> WorkerState:
+    return worker.model_copy(
+        update={
+            "status": status,
+            "sid": None,
+            "rooms": frozenset(),
+            "tasks": frozenset(),
+            "grace_deadline": None,
+            "ended_at": event.at,
+            "end_reason": reason,
+        }
+    )
+
+
+def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
+    match event:
+        case WorkerJobLinked(job_name=job_name):
+            return worker.model_copy(update={"jobs": worker.jobs | {job_name}})
+        case HeartbeatRecorded(at=at):
+            return worker.model_copy(update={"last_heartbeat": later(worker.last_heartbeat, at)})
+        case ConnectionAttached(sid=sid):
+            return worker.model_copy(update={"sid": sid, "rooms": frozenset()})
+        case RoomJoined(job_name=job_name):
+            return worker.model_copy(update={"rooms": worker.rooms | {job_name}})
+        case RoomLeft(job_name=job_name):
+            return worker.model_copy(update={"rooms": worker.rooms - {job_name}})
+        case WorkerDisconnected(reason=reason, grace_deadline=deadline, at=at):
+            return worker.model_copy(
+                update={
+                    "status": WorkerStatus.DISCONNECTED,
+                    "sid": None,
+                    "rooms": frozenset(),
+                    "disconnected_at": at,
+                    "disconnect_reason": reason,
+                    "grace_deadline": deadline,
+                }
+            )
+        case WorkerResumed():
+            return worker.model_copy(update={"status": WorkerStatus.ONLINE, "grace_deadline": None})
+        case WorkerLost(reason=reason):
+            return _ended(worker, WorkerStatus.LOST, event, reason)
+        case WorkerLeft(by=by):
+            return _ended(worker, WorkerStatus.LEFT, event, f"left (by {by})")
+        case WorkerDeleted(by=by):
+            return _ended(worker, WorkerStatus.DELETED, event, f"deleted (by {by})")
+        case WorkerTaskAssigned(task_id=task_id):
+            return worker.model_copy(update={"tasks": worker.tasks | {task_id}})
+        case WorkerTaskReleased(task_id=task_id):
+            return worker.model_copy(update={"tasks": worker.tasks - {task_id}})
+    return worker
+
+
+def _evolve_task(task: TaskState, event: Event) -> TaskState:
+    match event:
+        case TaskClaimed(worker_id=worker_id, attempt=attempt, at=at):
+            return task.model_copy(
+                update={
+                    "status": TaskStatus.CLAIMED,
+                    "worker_id": worker_id,
+                    "attempt": attempt,
+                    "attempt_workers": (*task.attempt_workers, worker_id),
+                    "claimed_at": at,
+                }
+            )
+        case TaskStarted(at=at):
+            return task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": at})
+        case TaskCompleted(at=at):
+            return task.model_copy(update={"status": TaskStatus.COMPLETED, "completed_at": at})
+        case TaskFailed(error=error, at=at):
+            return task.model_copy(
+                update={"status": TaskStatus.FAILED, "completed_at": at, "error": error}
+            )
+        case TaskCancelled(error=error, at=at):
+            return task.model_copy(
+                update={"status": TaskStatus.CANCELLED, "completed_at": at, "error": error}
+            )
+        case TaskRequeued(was_running=was_running):
+            return task.model_copy(
+                update={
+                    "status": TaskStatus.PENDING,
+                    "worker_id": None,
+                    "claimed_at": None,
+                    "started_at": None,
+                    "losses": task.losses + (1 if was_running else 0),
+                    "requeues": task.requeues + 1,
+                }
+            )
+    return task

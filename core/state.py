@@ -1,0 +1,89 @@
+"""The lifecycle state that events fold into. Frozen; replaced, never mutated.
+
+`LedgerState` may hold the whole system (tests, replay) or only the streams a command
+touches (the store loads a worker, its tasks and its jobs). Decisions only read the
+entities named by the command and the ones those entities reference.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, Field
+
+from .model import Frozen, RunningTaskPolicy, TaskStatus, WorkerStatus
+
+
+class WorkerState(Frozen):
+    id: str
+    user: str
+    status: WorkerStatus = WorkerStatus.ONLINE
+    created_at: AwareDatetime
+    last_heartbeat: AwareDatetime
+    sid: str | None = None  # current Socket.IO connection, if any
+    rooms: frozenset[str] = frozenset()  # job full names whose room the sid joined
+    jobs: frozenset[str] = frozenset()  # job full names the worker is registered for
+    tasks: frozenset[str] = frozenset()  # ids of tasks it holds (claimed or running)
+    disconnected_at: AwareDatetime | None = None
+    disconnect_reason: str | None = None
+    grace_deadline: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+    end_reason: str | None = None
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status.is_ended
+
+
+class JobState(Frozen):
+    full_name: str
+    room_id: str
+    category: str
+    name: str
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    created_at: AwareDatetime
+    workers: frozenset[str] = frozenset()  # linked workers that have not ended
+    on_worker_lost: RunningTaskPolicy = RunningTaskPolicy.FAIL
+    max_worker_losses: int = 3
+
+    model_config = Frozen.model_config | {"populate_by_name": True}
+
+
+class TaskState(Frozen):
+    id: str
+    job_name: str
+    room_id: str  # the room the task was submitted to (may differ from the job's)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    submitted_by: str
+    status: TaskStatus = TaskStatus.PENDING
+    created_at: AwareDatetime
+    worker_id: str | None = None  # holder; kept once the task ends, cleared on requeue
+    attempt: int = 0  # fencing token: increases with every claim
+    attempt_workers: tuple[str, ...] = ()  # worker of attempt n at index n - 1
+    claimed_at: AwareDatetime | None = None
+    started_at: AwareDatetime | None = None
+    completed_at: AwareDatetime | None = None
+    error: str | None = None
+    losses: int = 0  # RUNNING attempts interrupted by an ended worker
+    requeues: int = 0
+
+
+class LedgerState(Frozen):
+    workers: dict[str, WorkerState] = Field(default_factory=dict)
+    jobs: dict[str, JobState] = Field(default_factory=dict)
+    tasks: dict[str, TaskState] = Field(default_factory=dict)
+
+    def with_worker(self, worker: WorkerState) -> LedgerState:
+        return self.model_copy(update={"workers": {**self.workers, worker.id: worker}})
+
+    def with_job(self, job: JobState) -> LedgerState:
+        return self.model_copy(update={"jobs": {**self.jobs, job.full_name: job}})
+
+    def with_task(self, task: TaskState) -> LedgerState:
+        return self.model_copy(update={"tasks": {**self.tasks, task.id: task}})
+
+
+def later(a: datetime | None, b: datetime) -> datetime:
+    """The later of two instants (None counts as never)."""
+    return b if a is None or b > a else a
