@@ -1,0 +1,5 @@
+import sys
+
+from workerledger.cli import main
+
+sys.exit(main())
