@@ -9,7 +9,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("workerledger.cli_store", "workerledger.cli_host")
+COMMAND_MODULES = ("workerledger.cli_host", "workerledger.cli_demo", "workerledger.cli_store")
 
 
 def build_parser() -> argparse.ArgumentParser:
