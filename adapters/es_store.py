@@ -1,0 +1,335 @@
+"""The EventStore port on eventsourcing's recorders; shared by the SQLite and PostgreSQL stores.
+
+Mapping (stable; changing any of it needs a data migration):
+- one stored event per core event; stream `kind:key` -> originator id
+  `uuid5(STREAM_NAMESPACE, stream)`, stream version -> originator version;
+- topic `workerledger.event:<type>` (explicit, independent of module paths);
+- state = the library's transcoder (JSON) over the envelope
+  `{"stream": <name>, "schema": <version>, "event": <the event's JSON>}`; the
+  library's compressor and cipher apply when configured;
+- global position = the recorder's notification id (SQLite rowid, PostgreSQL
+  `notification_id`; commit order, gaps possible).
+
+`append` is one recorder transaction. A conflicting writer collides on the
+(originator id, version) primary key, which eventsourcing reports as IntegrityError
+and this module as ports.ConcurrencyError. Streams named in `expected` without new
+events are checked inside the same transaction. Heartbeats go to the liveness
+table (store_tables.py), never to the log. Snapshots: see snapshots.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID, uuid5
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    Cipher,
+    Compressor,
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    Notification,
+    PersistenceError,
+    StoredEvent,
+    Transcoder,
+)
+from sqlalchemy import Engine, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from workerledger.core import EVENT_ADAPTER, Event
+
+from . import ports
+from .ports import ConcurrencyError, StoreError
+from .snapshots import (
+    DEFAULT_SNAPSHOT_INTERVAL,
+    Entity,
+    Snapshot,
+    decode_entity,
+    encode_entity,
+    load_entity,
+)
+from .store_tables import liveness, liveness_counter
+from .upcasting import UPCASTERS, Upcasters
+
+log = logging.getLogger(__name__)
+
+STREAM_NAMESPACE = UUID("9a3c1f64-5b1e-5d0a-8f6e-2c7b4e0d1a57")
+EVENT_TOPIC = "workerledger.event:"
+SNAPSHOT_TOPIC = "workerledger.snapshot:"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def stream_uuid(stream: str) -> UUID:
+    return uuid5(STREAM_NAMESPACE, stream)
+
+
+class CorruptEventError(StoreError):
+    """A stored event cannot be decoded, upcast or validated."""
+
+
+class StreamRecorder(Protocol):
+    """An eventsourcing application recorder plus a per-stream select with positions."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None: ...
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]: ...
+
+    def select_stream(
+        self, originator_id: UUID, *, gt: int = 0, lte: int | None = None
+    ) -> list[Notification]:
+        """Notifications of one originator in version order (with their positions)."""
+        ...
+
+    def max_notification_id(self) -> int | None: ...
+
+
+class CoreEventMapper(Mapper[UUID]):
+    """Maps core events (pydantic) to the library's StoredEvent and back."""
+
+    def __init__(
+        self,
+        upcasters: Upcasters | None = None,
+        transcoder: Transcoder | None = None,
+        compressor: Compressor | None = None,
+        cipher: Cipher | None = None,
+    ) -> None:
+        super().__init__(transcoder or JSONTranscoder(), compressor, cipher)
+        self.upcasters = upcasters or UPCASTERS
+
+    def event_to_stored(self, event: Event, version: int) -> StoredEvent:
+        envelope = {
+            "stream": event.stream,
+            "schema": self.upcasters.version_of(event.type),
+            "event": event.model_dump(mode="json", by_alias=True),
+        }
+        return StoredEvent(
+            originator_id=stream_uuid(event.stream),
+            originator_version=version,
+            topic=EVENT_TOPIC + event.type,
+            state=self._seal(envelope),
+        )
+
+    def stored_to_event(self, record: Notification) -> ports.StoredEvent:
+        where = (
+            f"position {record.id} (originator {record.originator_id}, "
+            f"version {record.originator_version}, topic {record.topic!r})"
+        )
+        try:
+            envelope = self._unseal(record.state)
+            stream = envelope["stream"]
+            event_type = record.topic.removeprefix(EVENT_TOPIC)
+            data = self.upcasters.upcast(event_type, int(envelope["schema"]), envelope["event"])
+            event = EVENT_ADAPTER.validate_python(data)
+        except Exception as error:
+            raise CorruptEventError(f"corrupt event at {where}: {error}") from error
+        if not isinstance(stream, str) or stream_uuid(stream) != record.originator_id:
+            raise CorruptEventError(f"corrupt event at {where}: stream name {stream!r} mismatch")
+        return ports.StoredEvent(record.id, stream, record.originator_version, event)
+
+    def snapshot_to_stored(self, stream: str, version: int, entity: Entity) -> StoredEvent:
+        return StoredEvent(
+            originator_id=stream_uuid(stream),
+            originator_version=version,
+            topic=SNAPSHOT_TOPIC + stream.partition(":")[0],
+            state=self._seal(encode_entity(stream, entity)),
+        )
+
+    def stored_to_snapshot(self, record: StoredEvent) -> Snapshot | None:
+        try:
+            decoded = decode_entity(self._unseal(record.state))
+        except Exception:
+            return None
+        if decoded is None or stream_uuid(decoded[0]) != record.originator_id:
+            return None
+        return Snapshot(decoded[0], record.originator_version, decoded[1])
+
+    def _seal(self, payload: dict[str, Any]) -> bytes:
+        data = self.transcoder.encode(payload)
+        if self.compressor:
+            data = self.compressor.compress(data)
+        return self.cipher.encrypt(data) if self.cipher else data
+
+    def _unseal(self, data: bytes) -> dict[str, Any]:
+        if self.cipher:
+            data = self.cipher.decrypt(data)
+        if self.compressor:
+            data = self.compressor.decompress(data)
+        payload = self.transcoder.decode(data)
+        if not isinstance(payload, dict):
+            raise ValueError("payload is not a JSON object")
+        return payload
+
+
+class RecorderEventStore:
+    """ports.EventStore on an eventsourcing application recorder (one per database).
+
+    Beyond the port: `latest_snapshot`, `read_stream_until`, `load_entity`,
+    `save_snapshot`, `head()` and the SQLAlchemy `engine` of the same database
+    (liveness and read-model tables).
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        events: StreamRecorder,
+        snapshots: AggregateRecorder,
+        engine: Engine,
+        mapper: CoreEventMapper,
+        snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.url = url
+        self.events = events
+        self.snapshots = snapshots
+        self.engine = engine
+        self.mapper = mapper
+        self.snapshot_interval = snapshot_interval
+        self.snapshots_taken = 0
+        self._on_close = on_close
+        postgres = engine.dialect.name == "postgresql"
+        self._upsert = postgresql.insert if postgres else sqlite.insert
+        # single-statement reads need no BEGIN/ROLLBACK round trips on PostgreSQL
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
+        )
+
+    # --- the port -------------------------------------------------------------------
+
+    def append(
+        self, events: Sequence[Event], expected: Mapping[str, int]
+    ) -> list[ports.StoredEvent]:
+        versions = dict(expected)
+        records: list[StoredEvent] = []
+        for event in events:
+            if event.stream not in versions:
+                raise ValueError(f"append: no expected version given for {event.stream}")
+            versions[event.stream] += 1
+            records.append(self.mapper.event_to_stored(event, versions[event.stream]))
+        touched = {event.stream for event in events}
+        eventless = {stream_uuid(s): v for s, v in expected.items() if s not in touched}
+        try:
+            ids = self.events.insert_events(records, check_versions=eventless) or []
+        except IntegrityError as error:
+            raise ConcurrencyError(f"a stream of {sorted(expected)} moved on: {error}") from error
+        except PersistenceError as error:
+            raise StoreError(f"cannot append to {self.url}: {error}") from error
+        stored = [
+            ports.StoredEvent(position, event.stream, record.originator_version, event)
+            for position, event, record in zip(ids, events, records, strict=True)
+        ]
+        self._snapshot_after_commit(expected, versions)
+        return stored
+
+    def read(self, after: int, limit: int) -> list[ports.StoredEvent]:
+        try:
+            rows = self.events.select_notifications(after, limit, inclusive_of_start=False)
+        except PersistenceError as error:
+            raise StoreError(f"cannot read {self.url}: {error}") from error
+        return [self.mapper.stored_to_event(row) for row in rows]
+
+    def read_stream(self, stream: str, after_version: int = 0) -> list[ports.StoredEvent]:
+        return self.read_stream_until(stream, after_version, None)
+
+    def record_liveness(self, worker_id: str, at: datetime) -> None:
+        at_us = (at - _EPOCH) // _MICROSECOND
+        try:
+            with self.engine.begin() as conn:
+                counter = conn.execute(
+                    update(liveness_counter)
+                    .where(liveness_counter.c.id == 1)
+                    .values(value=liveness_counter.c.value + 1)
+                    .returning(liveness_counter.c.value)
+                ).scalar_one()
+                stmt = self._upsert(liveness).values(
+                    worker_id=worker_id, at_us=at_us, counter=counter
+                )
+                newer = case(
+                    (stmt.excluded.at_us > liveness.c.at_us, stmt.excluded.at_us),
+                    else_=liveness.c.at_us,
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[liveness.c.worker_id],
+                        set_={"at_us": newer, "counter": stmt.excluded.counter},
+                    )
+                )
+        except SQLAlchemyError as error:
+            raise StoreError(f"cannot record liveness in {self.url}: {error}") from error
+
+    def read_liveness(self, after: int) -> tuple[int, dict[str, datetime]]:
+        query = select(liveness.c.worker_id, liveness.c.at_us, liveness.c.counter).where(
+            liveness.c.counter > after
+        )
+        try:
+            with self._reader.connect() as conn:
+                rows = conn.execute(query).all()
+        except SQLAlchemyError as error:
+            raise StoreError(f"cannot read liveness from {self.url}: {error}") from error
+        beats = {worker: _EPOCH + at_us * _MICROSECOND for worker, at_us, _ in rows}
+        return max((counter for *_, counter in rows), default=after), beats
+
+    def close(self) -> None:
+        self._on_close()
+        self.engine.dispose()
+
+    # --- beyond the port --------------------------------------------------------------
+
+    def head(self) -> int:
+        """The position of the last event in the log (0 when empty)."""
+        return self.events.max_notification_id() or 0
+
+    def read_stream_until(
+        self, stream: str, after_version: int, until_version: int | None
+    ) -> list[ports.StoredEvent]:
+        try:
+            rows = self.events.select_stream(
+                stream_uuid(stream), gt=after_version, lte=until_version
+            )
+        except PersistenceError as error:
+            raise StoreError(f"cannot read {stream} from {self.url}: {error}") from error
+        return [self.mapper.stored_to_event(row) for row in rows]
+
+    def latest_snapshot(self, stream: str, at_version: int | None = None) -> Snapshot | None:
+        rows = self.snapshots.select_events(stream_uuid(stream), lte=at_version, desc=True, limit=1)
+        return self.mapper.stored_to_snapshot(rows[0]) if rows else None
+
+    def save_snapshot(self, stream: str, version: int, entity: Entity) -> None:
+        record = self.mapper.snapshot_to_stored(stream, version, entity)
+        try:
+            self.snapshots.insert_events([record])
+        except IntegrityError:
+            return  # another host took the same snapshot
+        self.snapshots_taken += 1
+
+    def load_entity(self, stream: str, at_version: int | None = None) -> tuple[Entity | None, int]:
+        return load_entity(self, stream, at_version)
+
+    def _snapshot_after_commit(self, before: Mapping[str, int], after: Mapping[str, int]) -> None:
+        interval = self.snapshot_interval
+        if interval <= 0:
+            return
+        for stream, version in after.items():
+            if version // interval <= before[stream] // interval:
+                continue
+            try:
+                entity, at = load_entity(self, stream, version)
+                if entity is not None:
+                    self.save_snapshot(stream, at, entity)
+            except Exception:  # the events are committed; a snapshot is only a cache
+                log.warning("snapshot of %s at version %d failed", stream, version, exc_info=True)

@@ -1,0 +1,274 @@
+"""Worker and task history from their streams: timelines, claims, attempts, state at a time.
+
+History is just the stream, so it survives the worker's end and deletion. The
+functions are synchronous (they read the store): call them from asyncio through the
+Ledger's executor. The models are JSON-ready for the REST layer
+(`GET /v1/joblib/workers/{worker_id}/history`, `GET /v1/joblib/tasks/{task_id}/history`).
+Order is the stream's version order; `at` compares with the events' own timestamps,
+which come from the deciding host's clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from workerledger.core import Event, TaskState, WorkerState
+from workerledger.core import events as ev
+
+from .ports import EventStore, StoredEvent
+from .snapshots import load_entity
+
+
+class HistoryNotFoundError(LookupError):
+    """The stream has no events: the id never existed."""
+
+
+class TimelineEntry(BaseModel):
+    position: int
+    version: int
+    at: datetime
+    type: str
+    summary: str
+    event: dict[str, Any]
+
+
+class Claim(BaseModel):
+    """A claim the worker made, and how that attempt ended (from the task's stream)."""
+
+    task_id: str
+    attempt: int
+    claimed_at: datetime
+    outcome: str  # claimed, running, completed, failed, cancelled, requeued
+    ended_at: datetime | None = None
+    reason: str | None = None
+
+
+class Release(BaseModel):
+    """A requeue or failure that the worker's end caused."""
+
+    task_id: str
+    attempt: int
+    at: datetime
+    outcome: str  # requeued or failed
+    reason: str | None = None
+
+
+class WorkerHistory(BaseModel):
+    worker_id: str
+    at: datetime | None  # the moment the state is taken at (None: now)
+    version: int  # stream version the state reflects
+    state: WorkerState | None  # None if the worker did not exist yet at `at`
+    timeline: list[TimelineEntry]
+    claims: list[Claim]
+    caused: list[Release]
+
+
+class Attempt(BaseModel):
+    attempt: int
+    worker_id: str
+    claimed_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: str  # claimed, running, completed, failed, cancelled, requeued
+    reason: str | None = None
+
+
+class TaskHistory(BaseModel):
+    task_id: str
+    state: TaskState | None
+    timeline: list[TimelineEntry]
+    attempts: list[Attempt]
+
+
+def worker_history(store: EventStore, worker_id: str, at: datetime | None = None) -> WorkerHistory:
+    """The worker's timeline up to `at` (default: all), its state then, claims and releases."""
+    stream = f"worker:{worker_id}"
+    records = _read(store, stream)
+    if at is not None:
+        records = [r for r in records if r.event.at <= at]
+    version = records[-1].version if records else 0
+    state, _ = load_entity(store, stream, version) if records else (None, 0)
+    task_streams: dict[str, list[StoredEvent]] = {}
+
+    def task_events(task_id: str) -> list[Event]:
+        if task_id not in task_streams:
+            task_streams[task_id] = store.read_stream(f"task:{task_id}")
+        return [r.event for r in task_streams[task_id] if at is None or r.event.at <= at]
+
+    claims = [
+        _claim(r.event, task_events(r.event.task_id))
+        for r in records
+        if isinstance(r.event, ev.WorkerTaskAssigned)
+    ]
+    ends = {r.event.at for r in records if isinstance(r.event, _ENDS)}
+    caused = [
+        Release(
+            task_id=e.task_id,
+            attempt=e.attempt,
+            at=e.at,
+            outcome="requeued" if isinstance(e, ev.TaskRequeued) else "failed",
+            reason=e.reason if isinstance(e, ev.TaskRequeued) else e.error,
+        )
+        for task_id in sorted({c.task_id for c in claims})
+        for e in task_events(task_id)
+        if isinstance(e, ev.TaskRequeued | ev.TaskFailed)
+        and e.worker_id == worker_id
+        and e.at in ends
+    ]
+    return WorkerHistory(
+        worker_id=worker_id,
+        at=at,
+        version=version,
+        state=state if isinstance(state, WorkerState) else None,
+        timeline=[_entry(r) for r in records],
+        claims=claims,
+        caused=caused,
+    )
+
+
+def task_history(store: EventStore, task_id: str) -> TaskHistory:
+    """The task's timeline and every attempt: who claimed it and how the attempt ended."""
+    records = _read(store, f"task:{task_id}")
+    attempts: list[Attempt] = []
+    for record in records:
+        event = record.event
+        if isinstance(event, ev.TaskClaimed):
+            attempts.append(
+                Attempt(
+                    attempt=event.attempt,
+                    worker_id=event.worker_id,
+                    claimed_at=event.at,
+                    outcome="claimed",
+                )
+            )
+        elif attempts and getattr(event, "attempt", None) == attempts[-1].attempt:
+            attempts[-1] = _advance(attempts[-1], event)
+    state, _ = load_entity(store, f"task:{task_id}")
+    return TaskHistory(
+        task_id=task_id,
+        state=state if isinstance(state, TaskState) else None,
+        timeline=[_entry(r) for r in records],
+        attempts=attempts,
+    )
+
+
+_ENDS = (ev.WorkerLost, ev.WorkerLeft, ev.WorkerDeleted)
+
+
+def _read(store: EventStore, stream: str) -> list[StoredEvent]:
+    records = store.read_stream(stream)
+    if not records:
+        kind, _, key = stream.partition(":")
+        raise HistoryNotFoundError(f"no {kind} {key!r} in the log")
+    return records
+
+
+def _claim(assigned: ev.WorkerTaskAssigned, task_events: list[Event]) -> Claim:
+    attempt = Attempt(
+        attempt=assigned.attempt, worker_id=assigned.worker_id, claimed_at=assigned.at,
+        outcome="claimed",
+    )  # fmt: skip
+    for event in task_events:
+        if not isinstance(event, ev.TaskClaimed) and getattr(event, "attempt", None) == (
+            assigned.attempt
+        ):
+            attempt = _advance(attempt, event)
+    return Claim(
+        task_id=assigned.task_id,
+        attempt=assigned.attempt,
+        claimed_at=assigned.at,
+        outcome=attempt.outcome,
+        ended_at=attempt.ended_at,
+        reason=attempt.reason,
+    )
+
+
+def _advance(attempt: Attempt, event: Event) -> Attempt:
+    """The attempt after one more event of its task (same attempt number)."""
+    match event:
+        case ev.TaskStarted(at=at):
+            return attempt.model_copy(update={"outcome": "running", "started_at": at})
+        case ev.TaskCompleted(at=at):
+            return attempt.model_copy(update={"outcome": "completed", "ended_at": at})
+        case ev.TaskFailed(at=at, error=error) | ev.TaskCancelled(at=at, error=error):
+            outcome = "failed" if isinstance(event, ev.TaskFailed) else "cancelled"
+            return attempt.model_copy(update={"outcome": outcome, "ended_at": at, "reason": error})
+        case ev.TaskRequeued(at=at, reason=reason):
+            return attempt.model_copy(
+                update={"outcome": "requeued", "ended_at": at, "reason": reason}
+            )
+    return attempt
+
+
+def _entry(record: StoredEvent) -> TimelineEntry:
+    event = record.event
+    return TimelineEntry(
+        position=record.position,
+        version=record.version,
+        at=event.at,
+        type=event.type,
+        summary=summarize(event),
+        event=event.model_dump(mode="json", by_alias=True),
+    )
+
+
+def summarize(event: Event) -> str:
+    """One readable line per event."""
+    match event:
+        case ev.WorkerRegistered(user=user):
+            return f"registered by {user}"
+        case ev.WorkerJobLinked(job_name=job):
+            return f"registered for job {job}"
+        case ev.HeartbeatRecorded():
+            return "heartbeat"
+        case ev.ConnectionAttached(sid=sid, previous_sid=previous):
+            return f"connected as {sid}" + (f" (replacing {previous})" if previous else "")
+        case ev.RoomJoined(job_name=job, sid=sid):
+            return f"joined the room of {job} ({sid})"
+        case ev.RoomLeft(job_name=job):
+            return f"left the room of {job}"
+        case ev.WorkerDisconnected(reason=reason, grace_deadline=deadline):
+            return f"disconnected ({reason}); grace until {deadline.isoformat()}"
+        case ev.WorkerResumed(sid=sid):
+            return f"resumed as {sid}"
+        case ev.WorkerLost(reason=reason):
+            return f"lost: {reason}"
+        case ev.WorkerLeft(by=by):
+            return f"left (by {by})"
+        case ev.WorkerDeleted(by=by):
+            return f"deleted by {by}"
+        case ev.WorkerTaskAssigned(task_id=task, attempt=n):
+            return f"claimed task {task} (attempt {n})"
+        case ev.WorkerTaskReleased(task_id=task, status=status):
+            return f"released task {task} ({status.value})"
+        case ev.JobRegistered(by=by, on_worker_lost=policy):
+            return f"job registered by {by} (running tasks of lost workers: {policy.value})"
+        case ev.JobWorkerLinked(worker_id=worker):
+            return f"worker {worker} linked"
+        case ev.JobWorkerUnlinked(worker_id=worker, reason=reason):
+            return f"worker {worker} unlinked ({reason})"
+        case ev.TaskSubmitted(by=by, job_name=job, room_id=room):
+            return f"submitted by {by} in room {room} for {job}"
+        case ev.TaskClaimed(worker_id=worker, attempt=n):
+            return f"claimed by worker {worker} (attempt {n})"
+        case ev.TaskStarted(worker_id=worker, attempt=n):
+            return f"started by worker {worker} (attempt {n})"
+        case ev.TaskCompleted(worker_id=worker, attempt=n):
+            return f"completed by worker {worker} (attempt {n})"
+        case ev.TaskFailed(worker_id=worker, attempt=n, error=error, by=by):
+            return f"failed (attempt {n}, worker {worker}, by {by})" + (
+                f": {error}" if error else ""
+            )
+        case ev.TaskCancelled(attempt=n, error=error, by=by):
+            return f"cancelled by {by} (attempt {n})" + (f": {error}" if error else "")
+        case ev.TaskRequeued(worker_id=worker, attempt=n, reason=reason, was_running=running):
+            state = "running" if running else "claimed"
+            return f"requeued: worker {worker} {reason} (attempt {n} was {state})"
+        case ev.TaskReportRejected(requested=req, attempt=n, worker_id=worker, current_attempt=cur):
+            return (
+                f"stale report rejected: {req.value} for attempt {n} by worker {worker} "
+                f"(current attempt {cur})"
+            )
+    return event.type

@@ -1,0 +1,175 @@
+"""SQLite file backend: eventsourcing's SQLite recorders (WAL) plus the store's own tables.
+
+The embedded default (`sqlite:///./workerledger.db`). Several processes may share a
+file (SQLite serializes writers); the file is created on open unless `create=False`.
+Before anything is written the file is checked: a text file, a SQLite database of
+another application, a newer layout or an unreadable path is a StoreError.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, Notification, PersistenceError, StoredEvent
+from eventsourcing.sqlite import (
+    SQLiteAggregateRecorder,
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+    SQLiteDatastore,
+)
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+
+from .es_store import CoreEventMapper, RecorderEventStore
+from .ports import StoreError
+from .snapshots import DEFAULT_SNAPSHOT_INTERVAL
+from .store_tables import EVENTS_TABLE, SNAPSHOTS_TABLE, check_meta, create_tables, read_meta
+from .upcasting import Upcasters
+
+LOCK_TIMEOUT_SECONDS = 30
+
+
+class SQLiteEventRecorder(SQLiteApplicationRecorder):
+    """The library's application recorder, plus expected-version checks and stream reads."""
+
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        super().__init__(datastore, events_table_name=EVENTS_TABLE)
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events)
+        # After the inserts: this transaction holds the write lock, so the check is exact.
+        check: dict[UUID, int] = kwargs.get("check_versions") or {}
+        for originator_id, expected in check.items():
+            c.execute(
+                f"SELECT MAX(originator_version) FROM {self.events_table_name} "
+                "WHERE originator_id=?",
+                (originator_id.hex,),
+            )
+            current = c.fetchone()[0] or 0
+            if current != expected:
+                raise IntegrityError(f"{originator_id} is at version {current}, not {expected}")
+        return ids
+
+    def select_stream(
+        self, originator_id: UUID, *, gt: int = 0, lte: int | None = None
+    ) -> list[Notification]:
+        statement = (
+            f"SELECT rowid, * FROM {self.events_table_name} "
+            "WHERE originator_id=? AND originator_version>? "
+        )
+        params: list[Any] = [originator_id.hex, gt]
+        if lte is not None:
+            statement += "AND originator_version<=? "
+            params.append(lte)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement + "ORDER BY originator_version", params)
+            return [
+                Notification(
+                    id=row["rowid"],
+                    originator_id=originator_id,
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+                for row in c.fetchall()
+            ]
+
+
+def sqlite_engine(path: str) -> Engine:
+    """A SQLAlchemy engine on the same file, with real BEGINs (consistent reads)."""
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"timeout": LOCK_TIMEOUT_SECONDS, "isolation_level": None},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def check_file(path: str, *, create: bool) -> None:
+    """Refuse paths that are not (and cannot become) a workerledger SQLite database."""
+    if os.path.isdir(path):
+        raise StoreError(f"{path} is a directory, not a SQLite database file")
+    if not os.path.exists(path):
+        if not create:
+            raise StoreError(f"database file {path} does not exist")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise StoreError(f"cannot create {path}: directory {parent} does not exist")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"cannot open {path}: permission denied (need read and write)")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=LOCK_TIMEOUT_SECONDS)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            meta = (
+                dict(conn.execute("SELECT key, value FROM workerledger_meta").fetchall())
+                if "workerledger_meta" in tables
+                else None
+            )
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path} is not a SQLite database ({error})") from error
+    foreign = sorted(t for t in tables if not t.startswith(("workerledger_", "sqlite_")))
+    if meta is None and foreign:
+        names = ", ".join(foreign[:5])
+        raise StoreError(
+            f"{path} is a SQLite database of another application (tables: {names}); "
+            "refusing to use it"
+        )
+    if meta is not None:
+        check_meta(meta, path)
+
+
+def open_sqlite_store(
+    path: str,
+    *,
+    create: bool = True,
+    snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+    upcasters: Upcasters | None = None,
+) -> RecorderEventStore:
+    check_file(path, create=create)
+    datastore = SQLiteDatastore(db_name=path, lock_timeout=LOCK_TIMEOUT_SECONDS)
+    engine = sqlite_engine(path)
+    try:
+        events = SQLiteEventRecorder(datastore)
+        snapshots = SQLiteAggregateRecorder(datastore, events_table_name=SNAPSHOTS_TABLE)
+        if create:
+            with engine.begin() as conn:
+                create_tables(conn)
+            events.create_table()
+            snapshots.create_table()
+        with engine.connect() as conn:
+            check_meta(read_meta(conn), path)
+    except (PersistenceError, SQLAlchemyError) as error:
+        datastore.close()
+        engine.dispose()
+        raise StoreError(f"cannot open SQLite database {path}: {error}") from error
+    except StoreError:
+        datastore.close()
+        engine.dispose()
+        raise
+    return RecorderEventStore(
+        url=f"sqlite:///{path}",
+        events=events,
+        snapshots=snapshots,
+        engine=engine,
+        mapper=CoreEventMapper(upcasters),
+        snapshot_interval=snapshot_interval,
+        on_close=datastore.close,
+    )
