@@ -1,0 +1,34 @@
+"""The worker client SDK: `JobManager` registers jobs, claims and runs tasks,
+heartbeats, rides out reconnects and leaves cleanly (`with JobManager(...) as m:`)."""
+
+from .api import ApiManager, TokenApi
+from .errors import (
+    ClientError,
+    NotRegisteredError,
+    ServerError,
+    ServerUnavailableError,
+    StaleAttemptError,
+    TaskCancelledError,
+    WorkerGoneError,
+)
+from .manager import JobManager
+from .models import Category, ClaimedTask, Extension, TaskInfo
+from .realtime import AckError
+
+__all__ = [
+    "AckError",
+    "ApiManager",
+    "Category",
+    "ClaimedTask",
+    "ClientError",
+    "Extension",
+    "JobManager",
+    "NotRegisteredError",
+    "ServerError",
+    "ServerUnavailableError",
+    "StaleAttemptError",
+    "TaskCancelledError",
+    "TaskInfo",
+    "TokenApi",
+    "WorkerGoneError",
+]
