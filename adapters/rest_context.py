@@ -1,0 +1,60 @@
+"""What the REST routes share: the ledger, authentication, clock and view helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from workerledger.core import Actor, JobState, WorkerState
+from workerledger.core.model import DEFAULT_CATEGORIES, GLOBAL_ROOM, INTERNAL_ROOM
+
+from .auth import Authenticator, Clock, utc_now
+from .ledger import Ledger
+from .projection import Projection
+from .task_waiters import TaskWaiters
+
+bearer = HTTPBearer(auto_error=False, description="workerledger bearer token")
+
+
+@dataclass
+class RestContext:
+    ledger: Ledger
+    authenticate: Authenticator
+    waiters: TaskWaiters = field(default_factory=TaskWaiters)
+    clock: Clock = utc_now
+    allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    long_poll_max_wait_seconds: float = 60.0
+
+    def actor_dependency(self) -> Callable[..., Awaitable[Actor]]:
+        async def current_actor(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        ) -> Actor:
+            actor = self.authenticate(credentials.credentials) if credentials else None
+            if actor is None:
+                raise HTTPException(401, "Unauthorized", headers={"WWW-Authenticate": "Bearer"})
+            return actor
+
+        return current_actor
+
+
+def visible_rooms(room_id: str) -> frozenset[str]:
+    """zndraw-joblib visibility: a plain room also sees `@global` and `@internal` jobs."""
+    if room_id in (GLOBAL_ROOM, INTERNAL_ROOM):
+        return frozenset({room_id})
+    return frozenset({GLOBAL_ROOM, INTERNAL_ROOM, room_id})
+
+
+def job_listed(view: Projection, job: JobState) -> bool:
+    """A job without workers and without pending tasks is hidden (0.1.7's orphan rule)."""
+    return (
+        bool(job.workers) or job.room_id == INTERNAL_ROOM or view.pending_count(job.full_name) > 0
+    )
+
+
+def live_workers(view: Projection) -> list[WorkerState]:
+    """Workers that have not ended, newest first."""
+    workers = (view.workers[worker_id] for worker_id in reversed(view.worker_order))
+    return [worker for worker in workers if not worker.is_ended]

@@ -1,0 +1,158 @@
+"""Job routes and room listings (zndraw-joblib 0.1.7 routes 5-9; 8 stays before 9)."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from workerledger.core import (
+    Actor,
+    JobState,
+    RegisterJob,
+    TaskStatus,
+    is_valid_room_id,
+    job_full_name,
+    split_job_name,
+)
+from workerledger.core.errors import InvalidRoomIdError, JobNotFoundError
+from workerledger.core.events import JobRegistered
+
+from .projection import Projection
+from .rest_context import RestContext, job_listed, live_workers, visible_rooms
+from .rest_models import (
+    JobRegisterRequest,
+    JobResponse,
+    JobSummary,
+    Paginated,
+    TaskResponse,
+    WorkerSummary,
+    idempotent_id,
+    job_response,
+    job_summary,
+    page,
+    page_of,
+    task_view,
+    worker_summary,
+)
+from .rest_problems import ProblemRoute
+
+Limit = Annotated[int, Query(ge=0, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def check_room(room_id: str) -> None:
+    if not is_valid_room_id(room_id):
+        raise InvalidRoomIdError(f"invalid room id {room_id!r}")
+
+
+def resolve_job(view: Projection, job_name: str, *, listed_only: bool = True) -> JobState:
+    job = view.jobs.get(job_name) if split_job_name(job_name) else None
+    if job is None or (listed_only and not job_listed(view, job)):
+        raise JobNotFoundError(f"job {job_name} not found")
+    return job
+
+
+def _listed_jobs(view: Projection, room_id: str) -> list[JobState]:
+    rooms = visible_rooms(room_id)
+    jobs = [job for job in reversed(view.jobs.values()) if job.room_id in rooms]
+    listed = [job for job in jobs if job_listed(view, job)]
+    return sorted(listed, key=lambda job: job.created_at, reverse=True)
+
+
+def job_routes(ctx: RestContext) -> APIRouter:
+    router = APIRouter(route_class=ProblemRoute, tags=["jobs"])
+    CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
+
+    @router.get("/rooms/{room_id}/workers")
+    async def list_room_workers(
+        room_id: str, actor: CurrentActor, limit: Limit = 50, offset: Offset = 0
+    ) -> Paginated[WorkerSummary]:
+        check_room(room_id)
+
+        def query(view: Projection) -> Paginated[WorkerSummary]:
+            linked = {w for job in _listed_jobs(view, room_id) for w in job.workers}
+            items = [worker_summary(w) for w in live_workers(view) if w.id in linked]
+            return page(items, limit, offset)
+
+        return await ctx.ledger.read(query)
+
+    @router.put("/rooms/{room_id}/jobs", status_code=201)
+    async def register_job(
+        room_id: str,
+        body: JobRegisterRequest,
+        actor: CurrentActor,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> JobResponse:
+        """Register (or re-register) a job and link a worker, created when not given."""
+        full_name = job_full_name(room_id, body.category, body.name)
+
+        def was_listed(view: Projection) -> bool:
+            job = view.jobs.get(full_name)
+            return job is not None and job_listed(view, job)
+
+        listed_before = await ctx.ledger.read(was_listed)
+        if body.worker_id is not None:
+            worker_id = str(body.worker_id)
+        elif idempotency_key:
+            worker_id = idempotent_id(actor.user, idempotency_key)
+        else:
+            worker_id = str(uuid.uuid4())
+        command = RegisterJob(
+            room_id=room_id,
+            category=body.category,
+            name=body.name,
+            schema=body.schema_,
+            worker_id=worker_id,
+            create_worker=body.worker_id is None,
+            allowed_categories=ctx.allowed_categories,
+            on_worker_lost=body.on_worker_lost,
+            max_worker_losses=body.max_worker_losses,
+            actor=actor,
+            now=ctx.clock(),
+        )
+        decision = await ctx.ledger.execute(command)
+        if listed_before and not any(isinstance(e, JobRegistered) for e in decision.events):
+            response.status_code = 200
+        return job_response(decision.state.jobs[full_name], worker_id=worker_id)
+
+    @router.get("/rooms/{room_id}/jobs")
+    async def list_jobs(
+        room_id: str, actor: CurrentActor, limit: Limit = 50, offset: Offset = 0
+    ) -> Paginated[JobSummary]:
+        check_room(room_id)
+
+        def query(view: Projection) -> Paginated[JobSummary]:
+            return page([job_summary(job) for job in _listed_jobs(view, room_id)], limit, offset)
+
+        return await ctx.ledger.read(query)
+
+    @router.get("/rooms/{room_id}/jobs/{job_name:path}/tasks")
+    async def list_job_tasks(
+        room_id: str,
+        job_name: str,
+        actor: CurrentActor,
+        status: TaskStatus | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Paginated[TaskResponse]:
+        check_room(room_id)
+
+        def query(view: Projection) -> Paginated[TaskResponse]:
+            job = resolve_job(view, job_name, listed_only=False)
+            ids = reversed(view.room_tasks.get(room_id, []))
+            tasks = [view.tasks[task_id] for task_id in ids]
+            chosen = [
+                t.id
+                for t in tasks
+                if t.job_name == job.full_name and (status is None or t.status is status)
+            ]
+            return page_of(chosen, limit, offset, lambda task_id: task_view(view, task_id))
+
+        return await ctx.ledger.read(query)
+
+    @router.get("/rooms/{room_id}/jobs/{job_name:path}")
+    async def get_job(room_id: str, job_name: str, actor: CurrentActor) -> JobResponse:
+        check_room(room_id)
+        return await ctx.ledger.read(lambda view: job_response(resolve_job(view, job_name)))
+
+    return router

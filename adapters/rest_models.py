@@ -1,0 +1,193 @@
+"""REST wire shapes (zndraw-joblib 0.1.7 field names) and their builders from the view.
+
+Extensions that old clients ignore: `attempt` on tasks (the fencing token), optional
+`worker_id` / `attempt` on status updates, `on_worker_lost` / `max_worker_losses` on
+job registration. Timestamps are always UTC with an explicit `+00:00` offset, the
+same format as the Socket.IO payloads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from workerledger.core import (
+    Decision,
+    Emit,
+    JobState,
+    RunningTaskPolicy,
+    TaskState,
+    TaskStatus,
+    WorkerState,
+)
+from workerledger.core.errors import TaskNotFoundError
+
+from .projection import Projection
+
+T = TypeVar("T")
+UtcDatetime = Annotated[
+    datetime, PlainSerializer(lambda value: value.astimezone(UTC).isoformat(), return_type=str)
+]
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://workerledger/ids")
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class WorkerResponse(_Wire):
+    id: str
+    last_heartbeat: UtcDatetime
+
+
+class WorkerSummary(WorkerResponse):
+    job_count: int
+
+
+class JobRegisterRequest(_Wire):
+    category: str
+    name: str = Field(min_length=1)
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    worker_id: uuid.UUID | None = None
+    on_worker_lost: RunningTaskPolicy = RunningTaskPolicy.FAIL
+    max_worker_losses: int = Field(default=3, ge=0)
+
+
+class JobSummary(_Wire):
+    full_name: str
+    category: str
+    name: str
+    workers: list[str]
+
+
+class JobResponse(JobSummary):
+    id: str
+    room_id: str
+    schema_: dict[str, Any] = Field(alias="schema")
+    worker_id: str | None = None
+
+
+class TaskSubmitRequest(_Wire):
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskResponse(_Wire):
+    id: str
+    job_name: str
+    room_id: str
+    status: TaskStatus
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    completed_at: UtcDatetime | None
+    worker_id: str | None
+    error: str | None
+    payload: dict[str, Any]
+    queue_position: int | None
+    attempt: int
+
+
+class TaskClaimRequest(_Wire):
+    worker_id: uuid.UUID
+
+
+class TaskClaimResponse(_Wire):
+    task: TaskResponse | None
+
+
+class TaskUpdateRequest(_Wire):
+    status: TaskStatus
+    error: str | None = None
+    worker_id: uuid.UUID | None = None
+    attempt: int | None = Field(default=None, ge=1)
+
+
+class Paginated(_Wire, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def page(items: Sequence[T], limit: int, offset: int) -> Paginated[T]:
+    return Paginated[T](
+        items=list(items[offset : offset + limit]), total=len(items), limit=limit, offset=offset
+    )
+
+
+def page_of(
+    keys: Sequence[str], limit: int, offset: int, build: Callable[[str], T]
+) -> Paginated[T]:
+    """Paginate `keys` and build only the items on the page."""
+    items = [build(key) for key in keys[offset : offset + limit]]
+    return Paginated[T](items=items, total=len(keys), limit=limit, offset=offset)
+
+
+def idempotent_id(user: str, key: str) -> str:
+    """The worker id a registration retry with the same `Idempotency-Key` reuses."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{user}\x1f{key}"))
+
+
+def worker_response(worker: WorkerState) -> WorkerResponse:
+    return WorkerResponse(id=worker.id, last_heartbeat=worker.last_heartbeat)
+
+
+def worker_summary(worker: WorkerState) -> WorkerSummary:
+    return WorkerSummary(
+        id=worker.id, last_heartbeat=worker.last_heartbeat, job_count=len(worker.jobs)
+    )
+
+
+def job_summary(job: JobState) -> JobSummary:
+    return JobSummary(
+        full_name=job.full_name, category=job.category, name=job.name, workers=sorted(job.workers)
+    )
+
+
+def job_response(job: JobState, worker_id: str | None = None) -> JobResponse:
+    return JobResponse(
+        id=str(uuid.uuid5(ID_NAMESPACE, job.full_name)),
+        room_id=job.room_id,
+        category=job.category,
+        name=job.name,
+        full_name=job.full_name,
+        schema_=job.schema_,
+        workers=sorted(job.workers),
+        worker_id=worker_id,
+    )
+
+
+def task_response(task: TaskState, queue_position: int | None = None) -> TaskResponse:
+    return TaskResponse(
+        id=task.id,
+        job_name=task.job_name,
+        room_id=task.room_id,
+        status=task.status,
+        created_at=task.created_at,
+        started_at=task.started_at,
+        completed_at=task.completed_at,
+        worker_id=task.worker_id,
+        error=task.error,
+        payload=task.payload,
+        queue_position=queue_position if task.status is TaskStatus.PENDING else None,
+        attempt=task.attempt,
+    )
+
+
+def task_view(view: Projection, task_id: str) -> TaskResponse:
+    """A task as the view holds it now; TaskNotFoundError if unknown."""
+    task = view.tasks.get(task_id)
+    if task is None:
+        raise TaskNotFoundError(f"task {task_id} not found")
+    return task_response(task, view.queue_position(task_id))
+
+
+def task_after(decision: Decision, task_id: str) -> TaskResponse:
+    """The task as the decision left it, with the queue position its delivery carries."""
+    position = None
+    for emission in decision.emissions:
+        if isinstance(emission, Emit) and emission.data.get("id") == task_id:
+            position = emission.data.get("queue_position")
+    return task_response(decision.state.tasks[task_id], position)

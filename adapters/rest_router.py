@@ -1,0 +1,52 @@
+"""`create_router`: the zndraw-joblib 0.1.7 jobs/tasks/workers REST API over a Ledger.
+
+Mount it with `app.include_router(create_router(ledger, authenticate))`; errors are
+problem+json without any app-level handler. Every route needs a bearer token.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from workerledger.core.model import DEFAULT_CATEGORIES
+
+from .auth import Authenticator, Clock, utc_now
+from .emitter import chain_emitter
+from .ledger import Ledger
+from .rest_context import RestContext
+from .rest_jobs import job_routes
+from .rest_tasks import PREFIX, task_routes
+from .rest_workers import worker_routes
+from .task_waiters import TaskWaiters
+
+
+def create_router(
+    ledger: Ledger,
+    authenticate: Authenticator,
+    *,
+    waiters: TaskWaiters | None = None,
+    clock: Clock = utc_now,
+    allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES,
+    long_poll_max_wait_seconds: float = 60.0,
+) -> APIRouter:
+    """The REST router (prefix `/v1/joblib`).
+
+    Without `waiters`, a `TaskWaiters` is created and chained onto `ledger.emitter`
+    so that long-polls wake on committed status changes; pass your own (already
+    chained) to share it with a `Sweeper` for changes made by other hosts.
+    """
+    if waiters is None:
+        waiters = TaskWaiters()
+        chain_emitter(ledger, waiters)
+    ctx = RestContext(
+        ledger=ledger,
+        authenticate=authenticate,
+        waiters=waiters,
+        clock=clock,
+        allowed_categories=allowed_categories,
+        long_poll_max_wait_seconds=long_poll_max_wait_seconds,
+    )
+    router = APIRouter(prefix=PREFIX)
+    router.include_router(worker_routes(ctx))
+    router.include_router(job_routes(ctx))
+    router.include_router(task_routes(ctx))
+    return router

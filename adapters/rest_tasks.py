@@ -1,0 +1,156 @@
+"""Task routes: submit, room listing, claim, read with long-poll, status update
+(zndraw-joblib 0.1.7 routes 10-14)."""
+
+import asyncio
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from workerledger.core import Actor, ClaimTask, SubmitTask, TaskStatus, UpdateTask
+from workerledger.core.decide_workers import live_worker, require_owner
+from workerledger.core.events import TaskClaimed
+from workerledger.core.state import LedgerState
+
+from .projection import Projection
+from .rest_context import RestContext
+from .rest_jobs import check_room, resolve_job
+from .rest_models import (
+    Paginated,
+    TaskClaimRequest,
+    TaskClaimResponse,
+    TaskResponse,
+    TaskSubmitRequest,
+    TaskUpdateRequest,
+    page_of,
+    task_after,
+    task_view,
+)
+from .rest_problems import ProblemRoute
+
+Limit = Annotated[int, Query(ge=0, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+PREFIX = "/v1/joblib"
+
+
+def prefer_wait(prefer: str | None) -> int | None:
+    """The `wait=N` preference of a `Prefer` header (RFC 7240), if any."""
+    for item in (prefer or "").split(","):
+        key, _, value = item.strip().partition("=")
+        if key.strip().lower() == "wait":
+            try:
+                return int(value.strip().strip('"'))
+            except ValueError:
+                return None
+    return None
+
+
+def task_routes(ctx: RestContext) -> APIRouter:
+    router = APIRouter(route_class=ProblemRoute, tags=["tasks"])
+    CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
+
+    @router.post("/rooms/{room_id}/tasks/{job_name:path}", status_code=202)
+    async def submit_task(
+        room_id: str,
+        job_name: str,
+        body: TaskSubmitRequest,
+        actor: CurrentActor,
+        response: Response,
+    ) -> TaskResponse:
+        check_room(room_id)
+        await ctx.ledger.read(lambda view: resolve_job(view, job_name))
+        task_id = str(uuid.uuid4())
+        command = SubmitTask(
+            task_id=task_id,
+            job_name=job_name,
+            room_id=room_id,
+            payload=body.payload,
+            actor=actor,
+            now=ctx.clock(),
+        )
+        decision = await ctx.ledger.execute(command)
+        response.headers["Location"] = f"{PREFIX}/tasks/{task_id}"
+        response.headers["Retry-After"] = "1"
+        return task_after(decision, task_id)
+
+    @router.get("/rooms/{room_id}/tasks")
+    async def list_room_tasks(
+        room_id: str,
+        actor: CurrentActor,
+        status: TaskStatus | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Paginated[TaskResponse]:
+        check_room(room_id)
+
+        def query(view: Projection) -> Paginated[TaskResponse]:
+            ids = list(reversed(view.room_tasks.get(room_id, [])))
+            if status is not None:
+                ids = [task_id for task_id in ids if view.tasks[task_id].status is status]
+            return page_of(ids, limit, offset, lambda task_id: task_view(view, task_id))
+
+        return await ctx.ledger.read(query)
+
+    @router.post("/tasks/claim")
+    async def claim_task(body: TaskClaimRequest, actor: CurrentActor) -> TaskClaimResponse:
+        """Claim the oldest pending task of the worker's jobs (FIFO, one decision)."""
+        worker_id = str(body.worker_id)
+
+        def check(view: Projection) -> None:
+            state = LedgerState.model_construct(workers=view.workers, jobs={}, tasks={})
+            require_owner(actor, live_worker(state, worker_id))
+
+        await ctx.ledger.read(check)
+        command = ClaimTask(task_id="", worker_id=worker_id, actor=actor, now=ctx.clock())
+        decision = await ctx.ledger.claim_next(command)
+        if decision is None:
+            return TaskClaimResponse(task=None)
+        claimed = next(e for e in decision.events if isinstance(e, TaskClaimed))
+        return TaskClaimResponse(task=task_after(decision, claimed.task_id))
+
+    @router.get("/tasks/{task_id}")
+    async def get_task(
+        task_id: uuid.UUID,
+        actor: CurrentActor,
+        response: Response,
+        prefer: Annotated[str | None, Header()] = None,
+    ) -> TaskResponse:
+        """Read a task; with `Prefer: wait=N` wait until it is terminal or N seconds pass."""
+        key = str(task_id)
+        task = await ctx.ledger.read(lambda view: task_view(view, key))
+        wait = prefer_wait(prefer)
+        if wait is None or wait <= 0 or task.status.is_terminal:
+            return task
+        effective = min(wait, int(ctx.long_poll_max_wait_seconds))
+        response.headers["Preference-Applied"] = f"wait={effective}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + effective
+        with ctx.waiters.watch(key) as changed:
+            while not task.status.is_terminal and (remaining := deadline - loop.time()) > 0:
+                changed.clear()
+                task = await ctx.ledger.read(lambda view: task_view(view, key))
+                if task.status.is_terminal:
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except TimeoutError:
+                    task = await ctx.ledger.read(lambda view: task_view(view, key))
+        return task
+
+    @router.patch("/tasks/{task_id}")
+    async def update_task(
+        task_id: uuid.UUID, body: TaskUpdateRequest, actor: CurrentActor
+    ) -> TaskResponse:
+        """Report a status; `worker_id` and `attempt`, when given, fence the report."""
+        command = UpdateTask(
+            task_id=str(task_id),
+            status=body.status,
+            error=body.error,
+            worker_id=str(body.worker_id) if body.worker_id else None,
+            attempt=body.attempt,
+            actor=actor,
+            now=ctx.clock(),
+        )
+        decision = await ctx.ledger.execute(command)
+        return task_after(decision, command.task_id)
+
+    return router

@@ -1,0 +1,73 @@
+"""Worker routes: register, list, heartbeat, leave (zndraw-joblib 0.1.7 routes 1-4)."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from workerledger.core import Actor, RecordHeartbeat, RegisterWorker, RemoveWorker
+from workerledger.core.errors import DuplicateIdError
+
+from .projection import Projection
+from .rest_context import RestContext, live_workers
+from .rest_models import (
+    Paginated,
+    WorkerResponse,
+    WorkerSummary,
+    idempotent_id,
+    page,
+    worker_response,
+    worker_summary,
+)
+from .rest_problems import ProblemRoute
+
+Limit = Annotated[int, Query(ge=0, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def worker_routes(ctx: RestContext) -> APIRouter:
+    router = APIRouter(route_class=ProblemRoute, tags=["workers"])
+    CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
+
+    @router.post("/workers", status_code=201)
+    async def register_worker(
+        actor: CurrentActor, idempotency_key: Annotated[str | None, Header()] = None
+    ) -> WorkerResponse:
+        """Create a worker owned by the caller; a retry with the same Idempotency-Key
+        returns the worker the first attempt created."""
+        worker_id = idempotent_id(actor.user, idempotency_key) if idempotency_key else None
+        command = RegisterWorker(
+            worker_id=worker_id or str(uuid.uuid4()), actor=actor, now=ctx.clock()
+        )
+        try:
+            decision = await ctx.ledger.execute(command)
+        except DuplicateIdError:
+            existing = await ctx.ledger.read(lambda view: view.workers.get(command.worker_id))
+            if idempotency_key is None or existing is None or existing.is_ended:
+                raise
+            return worker_response(existing)
+        return worker_response(decision.state.workers[command.worker_id])
+
+    @router.get("/workers")
+    async def list_workers(
+        actor: CurrentActor, limit: Limit = 50, offset: Offset = 0
+    ) -> Paginated[WorkerSummary]:
+        def query(view: Projection) -> Paginated[WorkerSummary]:
+            return page([worker_summary(w) for w in live_workers(view)], limit, offset)
+
+        return await ctx.ledger.read(query)
+
+    @router.patch("/workers/{worker_id}")
+    async def heartbeat(worker_id: uuid.UUID, actor: CurrentActor) -> WorkerResponse:
+        command = RecordHeartbeat(worker_id=str(worker_id), actor=actor, now=ctx.clock())
+        decision = await ctx.ledger.execute(command)
+        return worker_response(decision.state.workers[command.worker_id])
+
+    @router.delete("/workers/{worker_id}", status_code=204)
+    async def remove_worker(worker_id: uuid.UUID, actor: CurrentActor) -> Response:
+        """Graceful leave (owner) or removal (superuser): releases the worker's tasks."""
+        await ctx.ledger.execute(
+            RemoveWorker(worker_id=str(worker_id), actor=actor, now=ctx.clock())
+        )
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,251 @@
+"""Socket.IO handlers: authenticated connections, job rooms, watchers, disconnect cleanup.
+
+`register_socketio_handlers(sio, ledger, authenticate)` installs, on an existing
+`socketio.AsyncServer`:
+
+- `connect`: bearer token from `auth={"token": ...}` or an `Authorization` header;
+  refused with `ConnectionRefusedError` otherwise.
+- `join_job_room {job_name, worker_id}` / `leave_job_room {...}`: the `JoinJobRoom` /
+  `LeaveJobRoom` commands; worker ids are recorded in the connection's session (one
+  connection may speak for several workers and jobs). Ack `{"ok": true}` or
+  `{"error": {type, title, status, detail}}`; an error changes nothing.
+- `join_room {room_id}` / `leave_room {room_id}`: watchers enter `room:{room_id}`.
+- `disconnect(sid, reason)`: never raises (python-socketio would strand the sid in its
+  rooms); releases the session's workers with `cleanup_worker` in a background task,
+  so the sid leaves its rooms at once, and expires the grace window on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import timedelta
+from typing import Any
+
+import socketio
+from workerledger.core import JoinJobRoom, LeaveJobRoom, is_valid_room_id, room_of_watchers
+from workerledger.core.errors import InvalidRoomIdError
+
+from .auth import Authenticator, Clock, socketio_token, utc_now
+from .cleanup import cleanup_worker, expire_grace
+from .emitter import SocketIOServer
+from .ledger import Ledger
+from .projection import Projection
+from .socketio_acks import Ack, JobRoomPayload, WatchPayload, WorkerSession, answer
+
+logger = logging.getLogger(__name__)
+SESSION_KEY = "workerledger"
+
+
+class WorkerSockets:
+    """The handlers of one Socket.IO server, plus the timers and sids of this host."""
+
+    def __init__(
+        self,
+        sio: SocketIOServer,
+        ledger: Ledger,
+        authenticate: Authenticator,
+        *,
+        grace_seconds: float,
+        heartbeat_timeout_seconds: float,
+        clock: Clock = utc_now,
+        namespace: str = "/",
+    ) -> None:
+        self.sio, self.ledger, self.authenticate = sio, ledger, authenticate
+        self.grace_seconds = grace_seconds
+        self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
+        self.clock, self.namespace = clock, namespace
+        self.local_sids: set[str] = set()  # connections attached to this process
+        self._releases: set[asyncio.Task[object]] = set()
+        self._timers: set[asyncio.Task[object]] = set()  # grace expiries
+
+    def install(self, *, handle_disconnect: bool = True) -> None:
+        handlers: dict[str, Callable[..., Any]] = {
+            "connect": self.on_connect,
+            "join_job_room": self.on_join_job_room,
+            "leave_job_room": self.on_leave_job_room,
+            "join_room": self.on_join_room,
+            "leave_room": self.on_leave_room,
+        }
+        if handle_disconnect:
+            handlers["disconnect"] = self.on_disconnect
+        for event, handler in handlers.items():
+            self.sio.on(event, handler, namespace=self.namespace)
+
+    # --- connection lifecycle ---------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: object = None) -> None:
+        try:
+            token = socketio_token(environ, auth)
+            actor = self.authenticate(token) if token else None
+            if actor is not None:
+                session = {SESSION_KEY: WorkerSession(actor=actor)}
+                await self.sio.save_session(sid, session, namespace=self.namespace)
+                self.local_sids.add(sid)
+                return
+        except Exception:
+            logger.exception("connect handler failed for %s", sid)
+        raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+
+    async def on_disconnect(self, sid: str, reason: object = None) -> None:
+        try:
+            worker_ids = await self.detach(sid)
+            if worker_ids:
+                self._spawn(self._release(sid, worker_ids, str(reason)), self._releases)
+        except Exception:
+            logger.exception("disconnect handler failed for %s", sid)
+
+    async def detach(self, sid: str) -> list[str]:
+        """Forget a closed connection; the worker ids it spoke for (for `cleanup_worker`)."""
+        self.local_sids.discard(sid)
+        try:
+            session = await self._session(sid)
+        except KeyError:
+            return []
+        return sorted(session.worker_ids)
+
+    async def _release(self, sid: str, worker_ids: list[str], reason: str) -> None:
+        for worker_id in worker_ids:
+            try:
+                now = self.clock()
+                decision = await cleanup_worker(
+                    self.ledger,
+                    worker_id,
+                    sid,
+                    reason=reason,
+                    grace_seconds=self.grace_seconds,
+                    now=now,
+                )
+                if decision is not None and self.grace_seconds > 0:
+                    deadline = now + timedelta(seconds=self.grace_seconds)
+                    timeout = self.heartbeat_timeout_seconds
+                    work = expire_grace(self.ledger, worker_id, deadline, timeout, self.clock)
+                    self._spawn(work, self._timers)
+            except Exception:
+                logger.exception("cleanup of worker %s failed", worker_id)
+
+    # --- events -----------------------------------------------------------------------
+
+    async def on_join_job_room(self, sid: str, data: object = None) -> Ack:
+        return await answer(self._join(sid, data))
+
+    async def on_leave_job_room(self, sid: str, data: object = None) -> Ack:
+        return await answer(self._leave(sid, data))
+
+    async def on_join_room(self, sid: str, data: object = None) -> Ack:
+        return await answer(self._watch(sid, data, enter=True))
+
+    async def on_leave_room(self, sid: str, data: object = None) -> Ack:
+        return await answer(self._watch(sid, data, enter=False))
+
+    async def _join(self, sid: str, data: object) -> Ack:
+        payload = JobRoomPayload.model_validate(data)
+        session = await self._session(sid)
+        worker_id = payload.worker_id
+        added = worker_id not in session.worker_ids
+        session.worker_ids.add(worker_id)  # before the command: a racing disconnect sees it
+        command = JoinJobRoom(
+            worker_id=worker_id,
+            sid=sid,
+            job_name=payload.job_name,
+            actor=session.actor,
+            now=self.clock(),
+        )
+        try:
+            await self.ledger.execute(command)
+        except BaseException:
+            if added and not await self._speaks_for(sid, worker_id):
+                session.worker_ids.discard(worker_id)
+            raise
+        return {"ok": True}
+
+    async def _leave(self, sid: str, data: object) -> Ack:
+        payload = JobRoomPayload.model_validate(data)
+        session = await self._session(sid)
+        command = LeaveJobRoom(
+            worker_id=payload.worker_id,
+            sid=sid,
+            job_name=payload.job_name,
+            actor=session.actor,
+            now=self.clock(),
+        )
+        await self.ledger.execute(command)
+        return {"ok": True}
+
+    async def _watch(self, sid: str, data: object, *, enter: bool) -> Ack:
+        payload = WatchPayload.model_validate(data)
+        await self._session(sid)  # authenticated connections only
+        if not is_valid_room_id(payload.room_id):
+            raise InvalidRoomIdError(f"invalid room id {payload.room_id!r}")
+        room = room_of_watchers(payload.room_id)
+        if enter:
+            await self.sio.enter_room(sid, room, namespace=self.namespace)
+        else:
+            await self.sio.leave_room(sid, room, namespace=self.namespace)
+        return {"ok": True}
+
+    # --- helpers ----------------------------------------------------------------------
+
+    async def _session(self, sid: str) -> WorkerSession:
+        session = await self.sio.get_session(sid, namespace=self.namespace)
+        value = session.get(SESSION_KEY)
+        if not isinstance(value, WorkerSession):
+            raise KeyError(f"no workerledger session for {sid}")
+        return value
+
+    async def _speaks_for(self, sid: str, worker_id: str) -> bool:
+        def query(view: Projection) -> bool:
+            worker = view.workers.get(worker_id)
+            return worker is not None and worker.sid == sid
+
+        return await self.ledger.read(query)
+
+    @staticmethod
+    def _spawn(work: Coroutine[Any, Any, object], into: set[asyncio.Task[object]]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        into.add(task)
+        task.add_done_callback(into.discard)
+
+    async def idle(self) -> None:
+        """Wait until every release and grace timer started so far has finished."""
+        while pending := self._releases | self._timers:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Finish releases in flight; cancel grace timers (their deadlines are in the log,
+        so any host's sweeper ends those workers if they do not come back)."""
+        while self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
+        for task in list(self._timers):
+            task.cancel()
+        await asyncio.gather(*self._timers, return_exceptions=True)
+
+
+def register_socketio_handlers(
+    sio: SocketIOServer,
+    ledger: Ledger,
+    authenticate: Authenticator,
+    *,
+    grace_seconds: float = 10.0,
+    heartbeat_timeout_seconds: float = 60.0,
+    clock: Clock = utc_now,
+    namespace: str = "/",
+    handle_disconnect: bool = True,
+) -> WorkerSockets:
+    """Install the workerledger handlers on `sio` and return them (the sweeper needs them).
+
+    With `handle_disconnect=False` the host keeps its own `disconnect` handler and calls
+    `cleanup_worker(ledger, worker_id, sid, ...)` for each id of `await sockets.detach(sid)`.
+    """
+    sockets = WorkerSockets(
+        sio,
+        ledger,
+        authenticate,
+        grace_seconds=grace_seconds,
+        heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+        clock=clock,
+        namespace=namespace,
+    )
+    sockets.install(handle_disconnect=handle_disconnect)
+    return sockets

@@ -1,0 +1,109 @@
+"""The sweeper: the fallback detector for what no disconnect handler reports.
+
+Every `interval_seconds` it
+1. refreshes the liveness of the workers whose Socket.IO connection is attached to
+   this process (`RecordHeartbeat` as the worker's owner), so that if this process
+   dies, the sweeper of any other host reaps them after the heartbeat timeout;
+2. issues `SweepWorker` for each of the view's sweep candidates (silent REST-only
+   workers, expired grace windows). The core re-checks each one, so racing sweepers
+   on other hosts are harmless no-ops;
+3. wakes long-polls so they see changes committed by other hosts.
+Errors are logged and the loop continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Collection
+from datetime import datetime
+
+from workerledger.core import Actor, RecordHeartbeat, SweepWorker, WorkerStatus
+from workerledger.core.errors import DomainError
+
+from .auth import Clock, utc_now
+from .ledger import Ledger
+from .projection import Projection
+
+logger = logging.getLogger(__name__)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        interval_seconds: float,
+        heartbeat_timeout_seconds: float,
+        local_sids: Callable[[], Collection[str]] = frozenset,
+        on_tick: Callable[[], None] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.ledger = ledger
+        self.interval_seconds = interval_seconds
+        self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
+        self.local_sids = local_sids
+        self.on_tick = on_tick
+        self.clock = clock
+        self.sweeps = 0  # completed passes (for tests and figures)
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep_once(self) -> list[str]:
+        """One pass; returns the ids of the workers it ended."""
+        now = self.clock()
+        await self._refresh_attached(now)
+        timeout = self.heartbeat_timeout_seconds
+        candidates = await self.ledger.read(lambda view: view.sweep_candidates(now, timeout))
+        ended: list[str] = []
+        for worker_id in candidates:
+            command = SweepWorker(worker_id=worker_id, heartbeat_timeout_seconds=timeout, now=now)
+            try:
+                if (await self.ledger.execute(command)).events:
+                    ended.append(worker_id)
+            except DomainError as error:
+                logger.debug("sweep of %s: %s", worker_id, error.detail)
+            except Exception:
+                logger.exception("sweep of worker %s failed", worker_id)
+        self.sweeps += 1
+        if self.on_tick is not None:
+            self.on_tick()
+        return ended
+
+    async def _refresh_attached(self, now: datetime) -> None:
+        sids = frozenset(self.local_sids())
+        if not sids:
+            return
+
+        def attached(view: Projection) -> list[tuple[str, str]]:
+            return [
+                (worker.id, worker.user)
+                for worker in view.workers.values()
+                if worker.sid in sids and worker.status is WorkerStatus.ONLINE
+            ]
+
+        for worker_id, user in await self.ledger.read(attached):
+            command = RecordHeartbeat(worker_id=worker_id, actor=Actor(user=user), now=now)
+            try:
+                await self.ledger.execute(command)
+            except DomainError as error:  # ended meanwhile
+                logger.debug("liveness of %s: %s", worker_id, error.detail)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                logger.exception("sweep failed")
+            await asyncio.sleep(self.interval_seconds)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="sweeper")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

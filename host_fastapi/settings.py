@@ -1,0 +1,74 @@
+"""Host settings from `WORKERLEDGER_*` environment variables (pydantic-settings).
+
+Each default carries its reason in the field description (`workerledger serve --help`
+and the README list them).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from workerledger.adapters.store_url import DEFAULT_DATABASE_URL
+from workerledger.core.model import DEFAULT_CATEGORIES
+
+
+class TokenInfo(BaseModel):
+    user: str = Field(min_length=1)
+    superuser: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKERLEDGER_", extra="ignore")
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLite file in the working directory: durable, no server to run. "
+        "Use postgresql://... when several hosts share one log.",
+    )
+    auth_tokens: dict[str, TokenInfo] | None = Field(
+        default=None,
+        description='JSON {token: {"user": NAME, "superuser": BOOL}}. Every route needs a '
+        "token; when unset, `workerledger serve` creates one admin token and prints it once.",
+    )
+    heartbeat_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="zndraw-joblib's SDK heartbeats every 30 s over REST: 60 s tolerates one "
+        "late beat (0.1.7's own default). Socket.IO workers are refreshed by their host "
+        "every sweep, so this bounds only silent REST-only workers and host crashes.",
+    )
+    sweep_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Reaping lag after a timeout, and how often a host refreshes its attached "
+        "workers; one pass over the in-memory view is cheap.",
+    )
+    disconnect_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="A dropped worker keeps its claims this long: rolling restarts and blips "
+        "reconnect within ~1-5 s. 0 releases its tasks at once.",
+    )
+    ping_interval_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="engine.io ping: a silent partition is seen within 5-10 s (a crash is seen "
+        "at once through TCP). Integers only (the handshake truncates).",
+    )
+    ping_timeout_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="With the interval, tolerates a worker event loop blocked for a few "
+        "seconds before it is declared gone.",
+    )
+    allowed_categories: tuple[str, ...] = Field(
+        default=DEFAULT_CATEGORIES, description="zndraw-joblib's default job categories."
+    )
+    long_poll_max_wait_seconds: int = Field(
+        default=60, ge=0, description="Cap on `Prefer: wait=N` (zndraw-joblib's default)."
+    )
+    socketio_manager_url: str | None = Field(
+        default=None,
+        description="redis://... to share Socket.IO rooms and emits between several hosts "
+        "(AsyncRedisManager); notifications only, state stays in the store.",
+    )

@@ -1,0 +1,69 @@
+"""`workerledger serve`: run the reference host under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import socket
+from typing import Any
+
+import uvicorn
+
+
+def add_commands(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the reference host (REST + Socket.IO)",
+        description="Run the reference host. Settings come from WORKERLEDGER_* variables "
+        "(DATABASE_URL, AUTH_TOKENS, HEARTBEAT_TIMEOUT_SECONDS, SWEEP_INTERVAL_SECONDS, "
+        "DISCONNECT_GRACE_SECONDS, PING_INTERVAL_SECONDS, PING_TIMEOUT_SECONDS, ...).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
+    serve.add_argument("--log-level", default="warning", help="uvicorn log level")
+    serve.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from workerledger.host_fastapi.app import create_app
+    from workerledger.host_fastapi.settings import Settings, TokenInfo
+
+    settings = Settings()
+    if not settings.auth_tokens:
+        token = secrets.token_urlsafe(24)
+        settings = settings.model_copy(
+            update={"auth_tokens": {token: TokenInfo(user="admin", superuser=True)}}
+        )
+        print(f"no WORKERLEDGER_AUTH_TOKENS set; admin token (shown once): {token}", flush=True)
+    app = create_app(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(app, args.host, args.port, args.log_level))
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """Prints the real address once uvicorn listens (also for --port 0)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            print(f"workerledger listening on http://{shown}:{port}", flush=True)
+
+
+async def _serve(app: Any, host: str, port: int, log_level: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        ws_ping_interval=None,  # engine.io pings already; uvicorn's own would also close
+        ws_ping_timeout=None,  # silent sockets ("transport close") on its own schedule
+    )
+    await _Server(config).serve(sockets=[sock])
