@@ -48,6 +48,10 @@ class Ledger:
             await self.deliver(decision.emissions)
         return decision
 
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the ledger's thread (store I/O that must not block the loop)."""
+        return await self._run(fn)
+
     async def read(self, query: Callable[[Projection], T]) -> T:
         """Run a query on an up-to-date view, on the ledger's thread."""
 

@@ -320,17 +320,30 @@ def _field_differences(a: BaseModel, b: BaseModel) -> list[str]:
     ]
 
 
+def tables_of(store: EventStore) -> ReadModelTables | None:
+    """The store's read-model tables, or None for a store without them (memory://)."""
+    try:
+        return ReadModelTables.for_store(store)
+    except StoreError:
+        return None
+
+
+def restore_view(service: LedgerService) -> int:
+    """Start `service`'s view from the read-model tables (if any), then catch up.
+
+    Returns the number of log events folded on top of the tables.
+    """
+    tables = tables_of(service.store)
+    if tables is not None:
+        service.view = tables.load()
+    return service.catch_up()
+
+
 def open_service(store: EventStore, **service_options: Any) -> LedgerService:
     """A LedgerService whose view starts from the read-model tables, then catches up.
 
     Falls back to folding the whole log when the store has no tables (memory://).
     """
     service = LedgerService(store, **service_options)
-    try:
-        tables = ReadModelTables.for_store(store)
-    except StoreError:
-        tables = None
-    if tables is not None:
-        service.view = tables.load()
-    service.catch_up()
+    restore_view(service)
     return service

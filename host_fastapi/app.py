@@ -9,6 +9,7 @@ ledger caught up with the log. `build_host` returns the parts too (tests, benchm
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from workerledger.adapters.auth import StaticTokens
 from workerledger.adapters.emitter import CompositeEmitter, SocketIOEmitter
 from workerledger.adapters.ledger import Ledger
+from workerledger.adapters.read_model_tables import restore_view, tables_of
 from workerledger.adapters.rest_router import create_router
 from workerledger.adapters.service import LedgerService
 from workerledger.adapters.socketio_handlers import WorkerSockets, register_socketio_handlers
@@ -28,6 +30,8 @@ from workerledger.adapters.task_waiters import TaskWaiters
 from workerledger.core import Actor
 
 from .settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,15 +87,33 @@ def build_host(settings: Settings | None = None) -> Host:
         on_tick=waiters.notify_all,
     )
 
+    tables = tables_of(ledger.service.store)
+
+    async def checkpoint_read_model() -> None:
+        if tables is not None:
+            await ledger.read(tables.checkpoint)
+
+    async def checkpoint_loop() -> None:
+        while True:
+            await asyncio.sleep(settings.checkpoint_interval_seconds)
+            try:
+                await checkpoint_read_model()
+            except Exception:
+                logger.exception("read-model checkpoint failed; retrying next interval")
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ledger.read(lambda view: view.position)  # catch up with the log
+        # start from the read-model tables, then fold what the log holds beyond them
+        await ledger.call(lambda: restore_view(ledger.service))
         sweeper.start()
+        checkpoints = asyncio.create_task(checkpoint_loop())
         try:
             yield
         finally:
+            checkpoints.cancel()
             await sweeper.stop()
             await sockets.aclose()
+            await checkpoint_read_model()
             await asyncio.to_thread(ledger.close)
 
     api = FastAPI(title="workerledger", lifespan=lifespan)

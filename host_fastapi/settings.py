@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         description="Reaping lag after a timeout, and how often a host refreshes its attached "
         "workers; one pass over the in-memory view is cheap.",
     )
+    checkpoint_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the host writes the entities its view changed to the read-model "
+        "tables (and once at shutdown), so a restart loads them instead of folding the log.",
+    )
     disconnect_grace_seconds: float = Field(
         default=10.0,
         ge=0,
