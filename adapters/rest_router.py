@@ -13,6 +13,7 @@ from .auth import Authenticator, Clock, utc_now
 from .emitter import chain_emitter
 from .ledger import Ledger
 from .rest_context import RestContext
+from .rest_history import history_routes
 from .rest_jobs import job_routes
 from .rest_tasks import PREFIX, task_routes
 from .rest_workers import worker_routes
@@ -49,4 +50,5 @@ def create_router(
     router.include_router(worker_routes(ctx))
     router.include_router(job_routes(ctx))
     router.include_router(task_routes(ctx))
+    router.include_router(history_routes(ctx))
     return router
