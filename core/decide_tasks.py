@@ -101,12 +101,14 @@ def _authorize_report(state: LedgerState, task: TaskState, cmd: c.UpdateTask) ->
         return
     if cmd.status is TaskStatus.CANCELLED and cmd.actor.user == task.submitted_by:
         return
-    if task.worker_id is None:
+    # A former holder's owner may report (and be refused as stale); else the holder's owner.
+    reporter = cmd.worker_id if cmd.worker_id in task.attempt_workers else task.worker_id
+    if reporter is None:
         raise e.ForbiddenError(f"task {task.id} is not claimed by any worker")
-    holder = state.workers.get(task.worker_id)
-    if holder is None:
-        raise IncompleteStateError(f"worker {task.worker_id} of task {task.id} was not loaded")
-    require_owner(cmd.actor, holder)
+    worker = state.workers.get(reporter)
+    if worker is None:
+        raise IncompleteStateError(f"worker {reporter} of task {task.id} was not loaded")
+    require_owner(cmd.actor, worker)
 
 
 def _is_stale(task: TaskState, cmd: c.UpdateTask) -> bool:

@@ -179,8 +179,8 @@ def _sweep_reason(worker: WorkerState, now: datetime, timeout: float) -> str | N
     if worker.is_ended:
         return None
     deadline = worker.grace_deadline
-    if worker.status is WorkerStatus.DISCONNECTED and deadline is not None and now >= deadline:
-        return "grace expired"
+    if worker.status is WorkerStatus.DISCONNECTED and deadline is not None:
+        return "grace expired" if now >= deadline else None  # the window protects claims
     if now - worker.last_heartbeat > timedelta(seconds=timeout):
         return "heartbeat timeout"
     return None
