@@ -13,6 +13,13 @@
 - `disconnect(sid, reason)`: never raises (python-socketio would strand the sid in its
   rooms); releases the session's workers with `cleanup_worker` in a background task,
   so the sid leaves its rooms at once, and expires the grace window on a timer.
+
+Several hosts share rooms and emits through Redis (`ResyncingRedisManager`). Redis
+pub/sub is fire-and-forget: while a host cannot reach Redis, what other hosts emit
+to its clients is lost (the state is not: it is in the event store). When the host's
+subscription comes back, `WorkerSockets.resync_local` tells its own clients to
+resynchronise: `jobs_invalidate` to every watcher room (watchers re-read the REST
+listings) and `task_available` to every job room with pending tasks (workers claim).
 """
 
 from __future__ import annotations
@@ -36,6 +43,68 @@ from .socketio_acks import Ack, JobRoomPayload, WatchPayload, WorkerSession, ans
 
 logger = logging.getLogger(__name__)
 SESSION_KEY = "workerledger"
+WATCHERS_PREFIX = "room:"
+JOB_ROOM_PREFIX = "jobs:"
+
+
+class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """`socketio.AsyncRedisManager` that reports every re-subscription after a lost
+    connection to Redis (`on_resubscribe`), and retries at most every
+    `max_retry_seconds` instead of the library's 60 s.
+
+    `_redis_listen_with_retries` follows python-socketio 5.18's own loop (pinned <6);
+    only the hook and the cap are added. Messages published while the subscription was
+    down are gone; the hook is where the host makes its clients resynchronise.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        channel: str,
+        on_resubscribe: Callable[[], Coroutine[Any, Any, object]] | None = None,
+        max_retry_seconds: float = 5.0,
+    ) -> None:
+        super().__init__(url, channel=channel)
+        self.on_resubscribe = on_resubscribe
+        self.max_retry_seconds = max_retry_seconds
+        self.resubscriptions = 0
+        self._hooks: set[asyncio.Task[object]] = set()
+
+    async def _redis_listen_with_retries(self) -> Any:
+        retry_sleep = 1.0
+        subscribed = False
+        lost = False
+        while True:
+            try:
+                if not subscribed:
+                    self._redis_connect()
+                    await self.pubsub.subscribe(self.channel)
+                    subscribed = True
+                    retry_sleep = 1.0
+                    if lost:
+                        lost = False
+                        self._resubscribed()
+                async for message in self.pubsub.listen():
+                    yield message
+            except Exception as exc:
+                logger.warning(
+                    "Socket.IO manager cannot receive from Redis (%s); retrying in %.0f s",
+                    exc,
+                    retry_sleep,
+                )
+                subscribed = False
+                lost = True
+                await asyncio.sleep(retry_sleep)
+                retry_sleep = min(retry_sleep * 2, self.max_retry_seconds)
+
+    def _resubscribed(self) -> None:
+        self.resubscriptions += 1
+        logger.warning("Socket.IO manager subscribed to Redis again; resynchronising clients")
+        if self.on_resubscribe is not None:
+            task = asyncio.get_running_loop().create_task(self.on_resubscribe())
+            self._hooks.add(task)
+            task.add_done_callback(self._hooks.discard)
 
 
 class WorkerSockets:
@@ -184,6 +253,45 @@ class WorkerSockets:
         else:
             await self.sio.leave_room(sid, room, namespace=self.namespace)
         return {"ok": True}
+
+    # --- resynchronisation after a Redis outage ---------------------------------------
+
+    async def resync_local(self) -> int:
+        """Tell this host's own clients to resynchronise (local delivery, not via Redis):
+        `jobs_invalidate` to each watcher room, `task_available` (the oldest pending task)
+        to each job room with pending tasks. Returns the number of emits."""
+        sio: Any = self.sio
+        try:
+            rooms = [
+                room
+                for room, members in sio.manager.rooms.get(self.namespace, {}).items()
+                if isinstance(room, str) and members
+            ]
+
+            def heads(view: Projection) -> dict[str, dict[str, str]]:
+                out: dict[str, dict[str, str]] = {}
+                for room in rooms:
+                    job = room.removeprefix(JOB_ROOM_PREFIX)
+                    if room.startswith(JOB_ROOM_PREFIX) and view.pending_count(job):
+                        task = view.tasks[view.seq_task[view.pending[job][0]]]
+                        out[room] = {"job_name": job, "room_id": task.room_id, "task_id": task.id}
+                return out
+
+            available = await self.ledger.read(heads)
+            sent = 0
+            for room in rooms:
+                if room.startswith(WATCHERS_PREFIX):
+                    await sio.emit("jobs_invalidate", {}, to=room, namespace=self.namespace,
+                                   ignore_queue=True)  # fmt: skip
+                    sent += 1
+                elif room in available:
+                    await sio.emit("task_available", available[room], to=room,
+                                   namespace=self.namespace, ignore_queue=True)  # fmt: skip
+                    sent += 1
+            return sent
+        except Exception:
+            logger.exception("resynchronising this host's clients failed")
+            return 0
 
     # --- helpers ----------------------------------------------------------------------
 

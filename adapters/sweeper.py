@@ -7,7 +7,8 @@ Every `interval_seconds` it
 2. issues `SweepWorker` for each of the view's sweep candidates (silent REST-only
    workers, expired grace windows). The core re-checks each one, so racing sweepers
    on other hosts are harmless no-ops;
-3. wakes long-polls so they see changes committed by other hosts.
+3. wakes long-polls so they see changes committed by other hosts (the fallback bound;
+   on PostgreSQL the host's CommitListener wakes them at once, see task_waiters.py).
 Errors are logged and the loop continues.
 """
 

@@ -2,22 +2,36 @@
 
 `TaskWaiters` is an `Emitter`: the ledger hands it every committed batch, and each
 `task_status_event` wakes the requests waiting on that task. Changes committed by
-another host do not pass through this process, so the sweeper calls `notify_all()`
-after each catch-up: a long-poll then sees a remote change within one sweep interval.
+another host do not pass through this process:
+
+- on PostgreSQL every append also sends `NOTIFY` on the event table's channel (the
+  eventsourcing recorder does it inside the insert transaction). `CommitListener`
+  LISTENs on it; after each burst of notifications the host catches up once and
+  `TaskWaiters.wake_changed` wakes the long-polls whose task's stream version moved.
+  A remote completion reaches a long-poll within a few milliseconds.
+- as a fallback (no PostgreSQL, or the LISTEN connection is down and reconnecting)
+  the sweeper calls `notify_all()` after each pass: a long-poll then sees a remote
+  change within one sweep interval.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from workerledger.core import Emission, Emit
+
+logger = logging.getLogger(__name__)
 
 
 class TaskWaiters:
     def __init__(self) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._seen: dict[str, int] = {}  # task id -> stream version at the last wake pass
 
     @contextmanager
     def watch(self, task_id: str) -> Iterator[asyncio.Event]:
@@ -32,6 +46,11 @@ class TaskWaiters:
                 waiting.discard(changed)
                 if not waiting:
                     del self._waiting[task_id]
+                    self._seen.pop(task_id, None)
+
+    def watched(self) -> list[str]:
+        """The ids of the tasks someone is waiting on."""
+        return list(self._waiting)
 
     def notify(self, task_id: str) -> None:
         for changed in self._waiting.get(task_id, ()):
@@ -42,7 +61,119 @@ class TaskWaiters:
             for changed in waiting:
                 changed.set()
 
+    def wake_changed(self, versions: Mapping[str, int]) -> int:
+        """Wake the waiters of every task whose stream version differs from the last pass
+        (or was not looked at before: one spurious re-read is cheaper than a missed
+        change). Returns how many tasks were woken."""
+        woken = 0
+        for task_id, version in versions.items():
+            if task_id in self._waiting and self._seen.get(task_id) != version:
+                self._seen[task_id] = version
+                self.notify(task_id)
+                woken += 1
+        return woken
+
     async def deliver(self, emissions: Sequence[Emission]) -> None:
         for emission in emissions:
             if isinstance(emission, Emit) and emission.event == "task_status_event":
                 self.notify(str(emission.data.get("id")))
+
+
+class CommitListener:
+    """LISTEN on a PostgreSQL channel and run `on_commit` after each burst of NOTIFYs.
+
+    Notifications are coalesced: however many commits arrive while `on_commit` runs,
+    it runs once more afterwards. `on_commit` also runs after every (re)connection,
+    since commits made while the listener was away sent nothing it could hear. A lost
+    connection is retried every `retry_seconds`; the sweeper's fallback covers the gap.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        channel: str,
+        on_commit: Callable[[], Awaitable[object]],
+        *,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.conninfo = conninfo
+        self.channel = channel
+        self.on_commit = on_commit
+        self.retry_seconds = retry_seconds
+        self.notifications = 0  # received (for tests and figures)
+        self.connected = asyncio.Event()
+        self._pending = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._listen(), name="commit-listener"),
+                loop.create_task(self._consume(), name="commit-consumer"),
+            ]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    self.connected.set()
+                    self._pending.set()  # catch up with what was missed while away
+                    async for _ in conn.notifies():
+                        self.notifications += 1
+                        self._pending.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning(
+                    "commit listener on %r lost its connection (%s); retrying in %.1f s",
+                    self.channel,
+                    error,
+                    self.retry_seconds,
+                )
+            self.connected.clear()
+            await asyncio.sleep(self.retry_seconds)
+
+    async def _consume(self) -> None:
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            try:
+                await self.on_commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("waking long-polls after a remote commit failed")
+
+
+def postgres_conninfo(database_url: str) -> str | None:
+    """A libpq connection string for a postgresql:// database URL; None for other stores."""
+    from .store_url import scheme_of
+
+    if scheme_of(database_url) != "postgresql":
+        return None
+    from .postgres_store import parse_url
+
+    parsed = parse_url(database_url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+def notify_channel(store: Any) -> str | None:
+    """The channel the store's recorder NOTIFYs on at every append (PostgreSQL only)."""
+    channel = getattr(getattr(store, "events", None), "channel_name", None)
+    return channel if isinstance(channel, str) and channel else None

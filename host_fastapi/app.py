@@ -4,6 +4,11 @@
 a fresh `AsyncServer`, the ledger on `open_store(DATABASE_URL)`, the Socket.IO
 handlers, the REST router and the sweeper, which runs in FastAPI's lifespan after the
 ledger caught up with the log. `build_host` returns the parts too (tests, benchmarks).
+
+Several hosts: with `SOCKETIO_MANAGER_URL` the server uses `ResyncingRedisManager` on
+`SOCKETIO_CHANNEL` (emits and room operations reach every host; after a Redis outage
+each host tells its own clients to resynchronise); on PostgreSQL a `CommitListener`
+LISTENs for the log's NOTIFY so long-polls wake when another host commits.
 """
 
 from __future__ import annotations
@@ -23,10 +28,19 @@ from workerledger.adapters.ledger import Ledger
 from workerledger.adapters.read_model_tables import restore_view, tables_of
 from workerledger.adapters.rest_router import create_router
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.socketio_handlers import WorkerSockets, register_socketio_handlers
+from workerledger.adapters.socketio_handlers import (
+    ResyncingRedisManager,
+    WorkerSockets,
+    register_socketio_handlers,
+)
 from workerledger.adapters.store_url import open_store
 from workerledger.adapters.sweeper import Sweeper
-from workerledger.adapters.task_waiters import TaskWaiters
+from workerledger.adapters.task_waiters import (
+    CommitListener,
+    TaskWaiters,
+    notify_channel,
+    postgres_conninfo,
+)
 from workerledger.core import Actor
 
 from .settings import Settings
@@ -56,7 +70,7 @@ def build_host(settings: Settings | None = None) -> Host:
         }
     )
     manager = (
-        socketio.AsyncRedisManager(settings.socketio_manager_url)
+        ResyncingRedisManager(settings.socketio_manager_url, channel=settings.socketio_channel)
         if settings.socketio_manager_url
         else None
     )
@@ -79,6 +93,8 @@ def build_host(settings: Settings | None = None) -> Host:
         grace_seconds=settings.disconnect_grace_seconds,
         heartbeat_timeout_seconds=timeout,
     )
+    if manager is not None:
+        manager.on_resubscribe = sockets.resync_local
     sweeper = Sweeper(
         ledger,
         interval_seconds=settings.sweep_interval_seconds,
@@ -88,6 +104,7 @@ def build_host(settings: Settings | None = None) -> Host:
     )
 
     tables = tables_of(ledger.service.store)
+    commits = _commit_listener(settings.database_url, ledger, waiters)
 
     async def checkpoint_read_model() -> None:
         if tables is not None:
@@ -105,12 +122,21 @@ def build_host(settings: Settings | None = None) -> Host:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # start from the read-model tables, then fold what the log holds beyond them
         await ledger.call(lambda: restore_view(ledger.service))
+        if manager is not None and not sio.manager_initialized:
+            # subscribe now rather than at the first connection, so that a client's
+            # first room operations already hear the other hosts
+            sio.manager_initialized = True
+            manager.initialize()
+        if commits is not None:
+            commits.start()
         sweeper.start()
         checkpoints = asyncio.create_task(checkpoint_loop())
         try:
             yield
         finally:
             checkpoints.cancel()
+            if commits is not None:
+                await commits.stop()
             await sweeper.stop()
             await sockets.aclose()
             await checkpoint_read_model()
@@ -133,6 +159,26 @@ def build_host(settings: Settings | None = None) -> Host:
 
     asgi = socketio.ASGIApp(sio, other_asgi_app=api)
     return Host(asgi, api, sio, ledger, sockets, sweeper, settings)
+
+
+def _commit_listener(
+    database_url: str, ledger: Ledger, waiters: TaskWaiters
+) -> CommitListener | None:
+    """On PostgreSQL: wake this host's long-polls when any host commits (LISTEN/NOTIFY)."""
+    conninfo = postgres_conninfo(database_url)
+    channel = notify_channel(ledger.service.store)
+    if conninfo is None or channel is None:
+        return None
+
+    async def wake() -> None:
+        watched = waiters.watched()
+        if watched:
+            versions = await ledger.read(
+                lambda view: {task_id: view.version(f"task:{task_id}") for task_id in watched}
+            )
+            waiters.wake_changed(versions)
+
+    return CommitListener(conninfo, channel, wake)
 
 
 def create_app(settings: Settings | None = None) -> Any:

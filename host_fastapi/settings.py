@@ -78,3 +78,10 @@ class Settings(BaseSettings):
         description="redis://... to share Socket.IO rooms and emits between several hosts "
         "(AsyncRedisManager); notifications only, state stays in the store.",
     )
+    socketio_channel: str = Field(
+        default="workerledger",
+        min_length=1,
+        description="The Redis pub/sub channel of that manager: every host of one deployment "
+        "uses the same one; separate deployments (or test runs) sharing a Redis use their own, "
+        "so they neither hear nor pay for each other's traffic.",
+    )
