@@ -52,11 +52,15 @@ class Ledger:
         """Run `fn` on the ledger's thread (store I/O that must not block the loop)."""
         return await self._run(fn)
 
-    async def read(self, query: Callable[[Projection], T]) -> T:
-        """Run a query on an up-to-date view, on the ledger's thread."""
+    async def read(self, query: Callable[[Projection], T], *, liveness: bool = True) -> T:
+        """Run a query on an up-to-date view, on the ledger's thread.
+
+        `liveness=False` skips reading other hosts' heartbeats (for queries that do not
+        show or judge them: the hot paths of submit, claim and task reads).
+        """
 
         def run() -> T:
-            self.service.catch_up()
+            self.service.catch_up(liveness=liveness)
             return query(self.service.view)
 
         return await self._run(run)

@@ -57,7 +57,7 @@ def task_routes(ctx: RestContext) -> APIRouter:
         response: Response,
     ) -> TaskResponse:
         check_room(room_id)
-        await ctx.ledger.read(lambda view: resolve_job(view, job_name))
+        await ctx.ledger.read(lambda view: resolve_job(view, job_name), liveness=False)
         task_id = str(uuid.uuid4())
         command = SubmitTask(
             task_id=task_id,
@@ -99,7 +99,7 @@ def task_routes(ctx: RestContext) -> APIRouter:
             state = LedgerState.model_construct(workers=view.workers, jobs={}, tasks={})
             require_owner(actor, live_worker(state, worker_id))
 
-        await ctx.ledger.read(check)
+        await ctx.ledger.read(check, liveness=False)
         command = ClaimTask(task_id="", worker_id=worker_id, actor=actor, now=ctx.clock())
         decision = await ctx.ledger.claim_next(command)
         if decision is None:
@@ -116,7 +116,7 @@ def task_routes(ctx: RestContext) -> APIRouter:
     ) -> TaskResponse:
         """Read a task; with `Prefer: wait=N` wait until it is terminal or N seconds pass."""
         key = str(task_id)
-        task = await ctx.ledger.read(lambda view: task_view(view, key))
+        task = await ctx.ledger.read(lambda view: task_view(view, key), liveness=False)
         wait = prefer_wait(prefer)
         if wait is None or wait <= 0 or task.status.is_terminal:
             return task
@@ -127,13 +127,13 @@ def task_routes(ctx: RestContext) -> APIRouter:
         with ctx.waiters.watch(key) as changed:
             while not task.status.is_terminal and (remaining := deadline - loop.time()) > 0:
                 changed.clear()
-                task = await ctx.ledger.read(lambda view: task_view(view, key))
+                task = await ctx.ledger.read(lambda view: task_view(view, key), liveness=False)
                 if task.status.is_terminal:
                     break
                 try:
                     await asyncio.wait_for(changed.wait(), remaining)
                 except TimeoutError:
-                    task = await ctx.ledger.read(lambda view: task_view(view, key))
+                    task = await ctx.ledger.read(lambda view: task_view(view, key), liveness=False)
         return task
 
     @router.patch("/tasks/{task_id}")

@@ -23,6 +23,7 @@ from workerledger.core import (
     Emission,
     Emit,
     Event,
+    SweepWorker,
     handle,
 )
 from workerledger.core.errors import TaskNotPendingError
@@ -46,8 +47,11 @@ class LedgerService:
 
     # --- reading the log --------------------------------------------------------------
 
-    def catch_up(self) -> int:
-        """Apply events and heartbeats other writers stored since the last look."""
+    def catch_up(self, *, liveness: bool = True) -> int:
+        """Apply events (and, with `liveness`, heartbeats) others stored since the last look.
+
+        Only sweeps and queries read heartbeats, so commands skip that read.
+        """
         with self._lock:
             applied = 0
             while True:
@@ -57,6 +61,8 @@ class LedgerService:
                 applied += len(batch)
                 if len(batch) < self.batch:
                     break
+            if not liveness:
+                return applied
             counter, beats = self.store.read_liveness(self.view.liveness_counter)
             for worker_id, at in beats.items():
                 self.view.apply_heartbeat(worker_id, at)
@@ -73,7 +79,7 @@ class LedgerService:
         """
         with self._lock:
             for attempt in range(self.max_attempts):
-                self.catch_up()
+                self.catch_up(liveness=isinstance(command, SweepWorker))
                 try:
                     decision = handle(self.view.scope(command), command)
                 except DomainError as error:
@@ -97,7 +103,7 @@ class LedgerService:
         `command.task_id` is ignored: candidates come from the view, oldest first.
         """
         with self._lock:
-            self.catch_up()
+            self.catch_up(liveness=False)
             for task_id in self.view.claim_candidates(command.worker_id):
                 try:
                     return self.execute(command.model_copy(update={"task_id": task_id}))

@@ -18,6 +18,8 @@ from eventsourcing.persistence import IntegrityError, Notification, PersistenceE
 from eventsourcing.sqlite import (
     SQLiteAggregateRecorder,
     SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteDatastore,
 )
@@ -31,6 +33,39 @@ from .store_tables import EVENTS_TABLE, SNAPSHOTS_TABLE, check_meta, create_tabl
 from .upcasting import Upcasters
 
 LOCK_TIMEOUT_SECONDS = 30
+
+
+def synchronous_mode() -> str:
+    """`PRAGMA synchronous` for every connection (env WORKERLEDGER_SQLITE_SYNCHRONOUS).
+
+    NORMAL (the default) is SQLite's recommendation for WAL: a committed transaction
+    survives a crash or SIGKILL of any process; only an OS crash or power loss may undo
+    the last commits. FULL also fsyncs every commit (about 3x slower writes here).
+    """
+    mode = os.environ.get("WORKERLEDGER_SQLITE_SYNCHRONOUS", "NORMAL").upper()
+    if mode not in ("NORMAL", "FULL", "EXTRA"):
+        raise StoreError(
+            f"WORKERLEDGER_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA, not {mode}"
+        )
+    return mode
+
+
+class _SynchronousPool(SQLiteConnectionPool):
+    """The library's pool, with `PRAGMA synchronous` set on every new connection."""
+
+    synchronous = "NORMAL"
+
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        connection._sqlite_conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        return connection
+
+
+class _Datastore(SQLiteDatastore):
+    def __init__(self, db_name: str, *, lock_timeout: int, synchronous: str) -> None:
+        super().__init__(db_name=db_name, lock_timeout=lock_timeout)
+        self.pool = _SynchronousPool(db_name=db_name, lock_timeout=lock_timeout)
+        self.pool.synchronous = synchronous
 
 
 class SQLiteEventRecorder(SQLiteApplicationRecorder):
@@ -88,9 +123,12 @@ def sqlite_engine(path: str) -> Engine:
         connect_args={"timeout": LOCK_TIMEOUT_SECONDS, "isolation_level": None},
     )
 
+    synchronous = synchronous_mode()
+
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA synchronous={synchronous}")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -144,7 +182,7 @@ def open_sqlite_store(
     upcasters: Upcasters | None = None,
 ) -> RecorderEventStore:
     check_file(path, create=create)
-    datastore = SQLiteDatastore(db_name=path, lock_timeout=LOCK_TIMEOUT_SECONDS)
+    datastore = _Datastore(path, lock_timeout=LOCK_TIMEOUT_SECONDS, synchronous=synchronous_mode())
     engine = sqlite_engine(path)
     try:
         events = SQLiteEventRecorder(datastore)

@@ -46,7 +46,7 @@ class _Server(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serve(asgi: Any) -> AsyncIterator[str]:
     """Serve `asgi` on 127.0.0.1 port 0 in this loop; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
