@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 	@rm -rf build/typecheck && mkdir -p $(TYPECHECK_TREE)
 	@for d in core adapters host_fastapi client; do ln -s ../../../$$d $(TYPECHECK_TREE)/$$d; done
 	@for f in workerledger/*; do ln -s ../../../$$f $(TYPECHECK_TREE)/; done
-	MYPYPATH=build/typecheck $(BIN)/mypy -p workerledger.core -p workerledger.adapters
+	MYPYPATH=build/typecheck $(BIN)/mypy -p workerledger.core -p workerledger.adapters -p workerledger.client
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -58,7 +58,8 @@ def test_wheel_installs_into_a_clean_venv_and_imports(wheel: Path, tmp_path: Pat
         "import importlib.util, workerledger, workerledger.core, workerledger.adapters;"
         "from workerledger import handle, LedgerState;"
         "print(workerledger.__file__);"
-        "print(importlib.util.find_spec('core') is None, importlib.util.find_spec('adapters') is None)"
+        "spec = importlib.util.find_spec;"
+        "print(spec('core') is None, spec('adapters') is None)"
     )
     result = subprocess.run(
         [python, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path
