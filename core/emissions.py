@@ -53,15 +53,28 @@ EMISSION_ADAPTER: TypeAdapter[Emission] = TypeAdapter(Emission)
 
 
 def emissions_for(state: LedgerState, events: Sequence[ev.Event]) -> tuple[Emission, ...]:
-    """Emissions for `events` applied in order to `state`, deduplicated, in order."""
+    """Emissions for `events` applied in order to `state`, deduplicated, in order.
+
+    A decision wakes each job's workers once: of several `task_available` for one job
+    (a worker's end requeueing many tasks) only the first is kept; claims are FIFO.
+    """
     out: list[Emission] = []
+    seen: set[str] = set()
     for event in events:
         after = evolve(state, event)
         for emission in _for_event(state, after, event):
-            if emission not in out:
+            key = _dedupe_key(emission)
+            if key not in seen:
+                seen.add(key)
                 out.append(emission)
         state = after
     return tuple(out)
+
+
+def _dedupe_key(emission: Emission) -> str:
+    if isinstance(emission, Emit) and emission.event == "task_available":
+        return f"task_available\0{emission.to}"
+    return emission.model_dump_json()
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -342,3 +342,35 @@ def test_bookkeeping_events_emit_nothing(event: Event) -> None:
 def test_task_events_for_a_task_outside_a_partial_state_emit_nothing() -> None:
     started = ev.TaskStarted(task_id="t9", worker_id="w1", attempt=1, at=at(3))
     assert emissions_for(fold(IN_TWO_ROOMS), [started]) == ()
+
+
+def test_a_worker_ending_with_many_claims_wakes_its_job_once_and_reports_each_task() -> None:
+    # given a worker holding three claimed tasks of one job
+    given = fold(
+        [
+            ev.JobRegistered(job_name=JOB, room_id="room1", category="modifiers", name="relax",
+                             by="alice", at=at(0)),
+            ev.WorkerRegistered(worker_id="w1", user="alice", at=at(0)),
+            ev.WorkerJobLinked(worker_id="w1", job_name=JOB, at=at(0)),
+            ev.JobWorkerLinked(job_name=JOB, worker_id="w1", at=at(0)),
+        ]
+        + [
+            event
+            for task in ("t1", "t2", "t3")
+            for event in (
+                ev.TaskSubmitted(task_id=task, job_name=JOB, room_id="room1", by="alice", at=at(1)),
+                ev.TaskClaimed(task_id=task, worker_id="w1", attempt=1, at=at(2)),
+                ev.WorkerTaskAssigned(worker_id="w1", task_id=task, attempt=1, at=at(2)),
+            )
+        ]
+    )  # fmt: skip
+
+    # when its owner removes it
+    decision = handle(given, RemoveWorker(worker_id="w1", actor=ALICE, now=at(3)))
+
+    # then one task_status_event per task, but a single task_available for the job
+    emits = [e for e in decision.emissions if isinstance(e, Emit)]
+    assert sorted(e.data["id"] for e in emits if e.event == "task_status_event") == [
+        "t1", "t2", "t3"
+    ]  # fmt: skip
+    assert [e.to for e in emits if e.event == "task_available"] == [f"jobs:{JOB}"]
