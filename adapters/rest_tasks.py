@@ -7,9 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from workerledger.core import Actor, ClaimTask, SubmitTask, TaskStatus, UpdateTask
-from workerledger.core.decide_workers import live_worker, require_owner
 from workerledger.core.events import TaskClaimed
-from workerledger.core.state import LedgerState
 
 from .projection import Projection
 from .rest_context import RestContext
@@ -94,12 +92,7 @@ def task_routes(ctx: RestContext) -> APIRouter:
     async def claim_task(body: TaskClaimRequest, actor: CurrentActor) -> TaskClaimResponse:
         """Claim the oldest pending task of the worker's jobs (FIFO, one decision)."""
         worker_id = str(body.worker_id)
-
-        def check(view: Projection) -> None:
-            state = LedgerState.model_construct(workers=view.workers, jobs={}, tasks={})
-            require_owner(actor, live_worker(state, worker_id))
-
-        await ctx.ledger.read(check, liveness=False)
+        # claim_next refuses unknown and foreign workers itself (404 / 403, as in 0.1.7)
         command = ClaimTask(task_id="", worker_id=worker_id, actor=actor, now=ctx.clock())
         decision = await ctx.ledger.claim_next(command)
         if decision is None:

@@ -23,9 +23,11 @@ from workerledger.core import (
     Emission,
     Emit,
     Event,
+    LedgerState,
     SweepWorker,
     handle,
 )
+from workerledger.core.decide_workers import live_worker, require_owner
 from workerledger.core.errors import TaskNotPendingError
 
 from .ports import ConcurrencyError, EventStore, StoredEvent, StoreError
@@ -100,10 +102,17 @@ class LedgerService:
     def claim_next(self, command: ClaimTask) -> Decision | None:
         """Claim the oldest pending task the worker can run; None if there is none.
 
-        `command.task_id` is ignored: candidates come from the view, oldest first.
+        `command.task_id` is ignored: candidates come from the view, oldest first. An
+        unknown or ended worker, or one of another user, is refused even when the
+        queue is empty (WorkerNotFoundError, ForbiddenError).
         """
         with self._lock:
             self.catch_up(liveness=False)
+            worker = self.view.workers.get(command.worker_id)
+            claimant = LedgerState.model_construct(
+                workers={worker.id: worker} if worker else {}, jobs={}, tasks={}
+            )
+            require_owner(command.actor, live_worker(claimant, command.worker_id))
             for task_id in self.view.claim_candidates(command.worker_id):
                 try:
                     return self.execute(command.model_copy(update={"task_id": task_id}))
