@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Response
 from workerledger.core import (
     Actor,
     JobState,
@@ -22,6 +22,8 @@ from .rest_models import (
     JobRegisterRequest,
     JobResponse,
     JobSummary,
+    Limit,
+    Offset,
     Paginated,
     TaskResponse,
     WorkerSummary,
@@ -34,9 +36,6 @@ from .rest_models import (
     worker_summary,
 )
 from .rest_problems import ProblemRoute
-
-Limit = Annotated[int, Query(ge=0, le=500)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def check_room(room_id: str) -> None:

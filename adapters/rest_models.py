@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from workerledger.core import (
     Decision,
@@ -26,6 +27,9 @@ from workerledger.core import (
 from workerledger.core.errors import TaskNotFoundError
 
 from .projection import Projection
+
+Limit = Annotated[int, Query(ge=0, le=500)]  # pagination, as in zndraw-joblib 0.1.7
+Offset = Annotated[int, Query(ge=0)]
 
 T = TypeVar("T")
 UtcDatetime = Annotated[

@@ -5,7 +5,7 @@ import asyncio
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Response
 from workerledger.core import Actor, ClaimTask, SubmitTask, TaskStatus, UpdateTask
 from workerledger.core.events import TaskClaimed
 
@@ -13,6 +13,8 @@ from .projection import Projection
 from .rest_context import RestContext
 from .rest_jobs import check_room, resolve_job
 from .rest_models import (
+    Limit,
+    Offset,
     Paginated,
     TaskClaimRequest,
     TaskClaimResponse,
@@ -25,8 +27,6 @@ from .rest_models import (
 )
 from .rest_problems import ProblemRoute
 
-Limit = Annotated[int, Query(ge=0, le=500)]
-Offset = Annotated[int, Query(ge=0)]
 PREFIX = "/v1/joblib"
 
 

@@ -3,13 +3,15 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Response
 from workerledger.core import Actor, RecordHeartbeat, RegisterWorker, RemoveWorker
 from workerledger.core.errors import DuplicateIdError
 
 from .projection import Projection
 from .rest_context import RestContext, live_workers
 from .rest_models import (
+    Limit,
+    Offset,
     Paginated,
     WorkerResponse,
     WorkerSummary,
@@ -19,9 +21,6 @@ from .rest_models import (
     worker_summary,
 )
 from .rest_problems import ProblemRoute
-
-Limit = Annotated[int, Query(ge=0, le=500)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def worker_routes(ctx: RestContext) -> APIRouter:
