@@ -132,7 +132,11 @@ def sqlite_engine(path: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A deferred transaction that reads and then writes fails at once with "database
+        # is locked" (SQLITE_BUSY_SNAPSHOT, no busy wait) if another process committed in
+        # between; writers that read first ask for IMMEDIATE, which waits for the lock.
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -188,8 +192,10 @@ def open_sqlite_store(
         events = SQLiteEventRecorder(datastore)
         snapshots = SQLiteAggregateRecorder(datastore, events_table_name=SNAPSHOTS_TABLE)
         if create:
-            with engine.begin() as conn:
-                create_tables(conn)
+            with engine.connect() as conn:
+                conn.execution_options(sqlite_immediate=True)
+                with conn.begin():
+                    create_tables(conn)
             events.create_table()
             snapshots.create_table()
         with engine.connect() as conn:

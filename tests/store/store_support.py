@@ -152,7 +152,7 @@ def claim_all(url: str, worker_id: str, barrier: Any, out: Any) -> None:
     """Child process: claim from the shared queue until it is empty."""
     store = open_store(url)
     service = LedgerService(store, max_attempts=200)
-    barrier.wait()
+    barrier.wait(timeout=60)
     claimed: list[str] = []
     while (task_id := claim_next(service, worker_id, 1)) is not None:
         claimed.append(task_id)

@@ -33,13 +33,21 @@ def test_two_processes_claiming_from_one_queue_claim_every_task_once(sql_url: st
     # when two processes drain the queue at the same time
     ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=claim_all, args=(sql_url, w, barrier, out)) for w in ("wa", "wb")]
+    procs = [
+        ctx.Process(target=claim_all, args=(sql_url, w, barrier, out), daemon=True)
+        for w in ("wa", "wb")
+    ]
     for proc in procs:
         proc.start()
-    results = [out.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-        assert proc.exitcode == 0
+    try:
+        results = [out.get(timeout=120) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=60)
+            assert proc.exitcode == 0
+    finally:  # a failed child must not leave its sibling waiting at the barrier
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
     # then every task was claimed exactly once, by the process that was told so
     claimed = {worker: tasks for worker, tasks, _ in results}
     assert sorted(claimed["wa"] + claimed["wb"]) == [f"t{i:03}" for i in range(TASKS)]
