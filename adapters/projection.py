@@ -31,6 +31,7 @@ from workerledger.core import (
     evolve,
     job_full_name,
 )
+from workerledger.core.decide_workers import sweep_reason
 from workerledger.core.events import HeartbeatRecorded
 
 from .ports import StoredEvent
@@ -177,14 +178,9 @@ class Projection:
         return [self.seq_task[seq] for seq in sorted(heads)[:limit]]
 
     def sweep_candidates(self, now: datetime, heartbeat_timeout_seconds: float) -> list[str]:
-        """Workers a SweepWorker would end now (the core re-checks each)."""
-        out = []
-        for worker in self.workers.values():
-            if worker.is_ended:
-                continue
-            deadline = worker.grace_deadline
-            expired = deadline is not None and now >= deadline
-            silent = (now - worker.last_heartbeat).total_seconds() > heartbeat_timeout_seconds
-            if expired or silent:
-                out.append(worker.id)
-        return out
+        """Workers a SweepWorker would end now (the core's own rule; it re-checks each)."""
+        return [
+            worker.id
+            for worker in self.workers.values()
+            if sweep_reason(worker, now, heartbeat_timeout_seconds) is not None
+        ]

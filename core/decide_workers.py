@@ -169,13 +169,14 @@ def sweep_worker(state: LedgerState, cmd: c.SweepWorker) -> list[ev.Event]:
     worker = state.workers.get(cmd.worker_id)
     if worker is None:
         raise e.WorkerNotFoundError(f"worker {cmd.worker_id} not found")
-    reason = _sweep_reason(worker, cmd.now, cmd.heartbeat_timeout_seconds)
+    reason = sweep_reason(worker, cmd.now, cmd.heartbeat_timeout_seconds)
     if reason is None:
         return []
     return end_worker(state, worker, ev.WorkerLost(worker_id=worker.id, reason=reason, at=cmd.now))
 
 
-def _sweep_reason(worker: WorkerState, now: datetime, timeout: float) -> str | None:
+def sweep_reason(worker: WorkerState, now: datetime, timeout: float) -> str | None:
+    """Why a sweep at `now` ends `worker` ("grace expired", "heartbeat timeout"), or None."""
     if worker.is_ended:
         return None
     deadline = worker.grace_deadline
