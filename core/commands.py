@@ -42,6 +42,7 @@ class RegisterJob(_Command):
     allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES
     on_worker_lost: RunningTaskPolicy = RunningTaskPolicy.FAIL
     max_worker_losses: int = Field(default=3, ge=0)
+    request_hash: str | None = None  # digest of the request that carried an Idempotency-Key
 
     model_config = _Command.model_config | {"populate_by_name": True}
 
@@ -96,11 +97,16 @@ class RemoveWorker(_Command):
 
 
 class SubmitTask(_Command):
+    """Submit a task. With `request_hash` (an Idempotency-Key was sent, and `task_id`
+    derives from it) a resend of the same request changes nothing and a different
+    request under the same id is refused."""
+
     type: Literal["SubmitTask"] = "SubmitTask"
     task_id: str
     job_name: str
     room_id: str
     payload: dict[str, Any] = Field(default_factory=dict)
+    request_hash: str | None = None
 
 
 class ClaimTask(_Command):
@@ -109,6 +115,19 @@ class ClaimTask(_Command):
     type: Literal["ClaimTask"] = "ClaimTask"
     task_id: str
     worker_id: str
+    request_key: str | None = None  # Idempotency-Key: a resend replays the first claim
+
+
+class ExpireClaim(_Command):
+    """Claim lease check: requeue a CLAIMED task its worker has not started in time.
+
+    A no-op (no events) when the task is no longer CLAIMED or the lease has time left,
+    so racing sweepers are harmless.
+    """
+
+    type: Literal["ExpireClaim"] = "ExpireClaim"
+    task_id: str
+    claim_timeout_seconds: float = Field(gt=0)
 
 
 class UpdateTask(_Command):
@@ -137,6 +156,7 @@ Command = Annotated[
     | RemoveWorker
     | SubmitTask
     | ClaimTask
+    | ExpireClaim
     | UpdateTask,
     Field(discriminator="type"),
 ]

@@ -25,6 +25,7 @@ _DECIDERS: dict[type[Any], Callable[[LedgerState, Any], list[Event]]] = {
     c.RemoveWorker: workers.remove_worker,
     c.SubmitTask: tasks.submit_task,
     c.ClaimTask: tasks.claim_task,
+    c.ExpireClaim: tasks.expire_claim,
     c.UpdateTask: tasks.update_task,
 }
 

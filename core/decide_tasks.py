@@ -14,9 +14,20 @@ Rules:
    from the owner of the holding worker, or from a superuser.
 5. The submitter (or a superuser, or the holder's owner) may cancel a task at any
    non-terminal status.
+6. Every write is safe to resend. A keyed submit (its task id derives from the key)
+   sent again with the same request records nothing; with another request it is
+   refused (IdempotencyKeyReusedError). A keyed claim sent again by the same worker
+   records nothing and names the task of the first claim (`WorkerState.claimed_under`).
+   A report that repeats what is stored (same status and error, from the current
+   holder at the current attempt) records nothing.
+7. Claim lease: a CLAIMED task not started within the claim timeout goes back to
+   PENDING (TaskRequeued, reason `claim-timeout`); the next claim raises the attempt,
+   so a late report on the expired claim is stale.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from . import commands as c
 from . import errors as e
@@ -29,10 +40,11 @@ from .state import LedgerState, TaskState
 def submit_task(state: LedgerState, cmd: c.SubmitTask) -> list[ev.Event]:
     if not is_valid_room_id(cmd.room_id):
         raise e.InvalidRoomIdError(f"invalid room id {cmd.room_id!r}")
+    existing = state.tasks.get(cmd.task_id)
+    if existing is not None:
+        return _resubmit(existing, cmd)
     if cmd.job_name not in state.jobs:
         raise e.JobNotFoundError(f"job {cmd.job_name} not found")
-    if cmd.task_id in state.tasks:
-        raise e.DuplicateIdError(f"task {cmd.task_id} already exists")
     return [
         ev.TaskSubmitted(
             task_id=cmd.task_id,
@@ -40,14 +52,27 @@ def submit_task(state: LedgerState, cmd: c.SubmitTask) -> list[ev.Event]:
             room_id=cmd.room_id,
             payload=cmd.payload,
             by=cmd.actor.user,
+            request_hash=cmd.request_hash,
             at=cmd.now,
         )
     ]
 
 
+def _resubmit(task: TaskState, cmd: c.SubmitTask) -> list[ev.Event]:
+    if cmd.request_hash is None:
+        raise e.DuplicateIdError(f"task {cmd.task_id} already exists")
+    if task.request_hash != cmd.request_hash or task.submitted_by != cmd.actor.user:
+        raise e.IdempotencyKeyReusedError(
+            f"the Idempotency-Key of task {task.id} was sent again with a different request"
+        )
+    return []  # the same request again: the task it created stands
+
+
 def claim_task(state: LedgerState, cmd: c.ClaimTask) -> list[ev.Event]:
     worker = live_worker(state, cmd.worker_id)
     require_owner(cmd.actor, worker)
+    if cmd.request_key is not None and worker.claimed_under(cmd.request_key) is not None:
+        return []  # a resend of a claim that was made: it stands, nothing new is claimed
     if worker.status is not WorkerStatus.ONLINE:
         raise e.WorkerNotOnlineError(f"worker {worker.id} is disconnected")
     task = _task(state, cmd.task_id)
@@ -58,8 +83,46 @@ def claim_task(state: LedgerState, cmd: c.ClaimTask) -> list[ev.Event]:
     attempt = task.attempt + 1
     return [
         ev.TaskClaimed(task_id=task.id, worker_id=worker.id, attempt=attempt, at=cmd.now),
-        ev.WorkerTaskAssigned(worker_id=worker.id, task_id=task.id, attempt=attempt, at=cmd.now),
+        ev.WorkerTaskAssigned(
+            worker_id=worker.id,
+            task_id=task.id,
+            attempt=attempt,
+            request_key=cmd.request_key,
+            at=cmd.now,
+        ),
     ]
+
+
+def expire_claim(state: LedgerState, cmd: c.ExpireClaim) -> list[ev.Event]:
+    task = _task(state, cmd.task_id)
+    if claim_expired(task, cmd.now, cmd.claim_timeout_seconds) is None or task.worker_id is None:
+        return []
+    out: list[ev.Event] = [
+        ev.TaskRequeued(
+            task_id=task.id,
+            worker_id=task.worker_id,
+            attempt=task.attempt,
+            reason="claim-timeout",
+            was_running=False,
+            at=cmd.now,
+        )
+    ]
+    worker = state.workers.get(task.worker_id)
+    if worker is not None and task.id in worker.tasks:
+        out.append(
+            ev.WorkerTaskReleased(
+                worker_id=worker.id, task_id=task.id, status=TaskStatus.PENDING, at=cmd.now
+            )
+        )
+    return out
+
+
+def claim_expired(task: TaskState, now: datetime, timeout_seconds: float) -> datetime | None:
+    """When the claim lease of `task` ran out, if it is CLAIMED and it has; else None."""
+    if task.status is not TaskStatus.CLAIMED or task.claimed_at is None:
+        return None
+    deadline = task.claimed_at + timedelta(seconds=timeout_seconds)
+    return deadline if now >= deadline else None
 
 
 def update_task(state: LedgerState, cmd: c.UpdateTask) -> list[ev.Event]:
@@ -82,6 +145,8 @@ def update_task(state: LedgerState, cmd: c.UpdateTask) -> list[ev.Event]:
             f"the report for attempt {cmd.attempt} by {cmd.worker_id} is stale",
             record=[rejected],
         )
+    if _repeats_stored(task, cmd):
+        return []  # the same report again (its answer was lost): it stands
     if cmd.status is TaskStatus.CLAIMED or cmd.status not in TASK_TRANSITIONS[task.status]:
         raise e.InvalidTransitionError(
             f"task {task.id} cannot go from {task.status.value} to {cmd.status.value}"
@@ -109,6 +174,15 @@ def _authorize_report(state: LedgerState, task: TaskState, cmd: c.UpdateTask) ->
     if worker is None:
         raise IncompleteStateError(f"worker {reporter} of task {task.id} was not loaded")
     require_owner(cmd.actor, worker)
+
+
+def _repeats_stored(task: TaskState, cmd: c.UpdateTask) -> bool:
+    """True when `cmd` reports exactly what the task already records (not stale)."""
+    if cmd.status is not task.status or cmd.status in (TaskStatus.PENDING, TaskStatus.CLAIMED):
+        return False
+    if cmd.status.is_terminal and cmd.error != task.error:
+        return False
+    return task.worker_id is not None or cmd.status is TaskStatus.CANCELLED
 
 
 def _is_stale(task: TaskState, cmd: c.UpdateTask) -> bool:

@@ -16,6 +16,10 @@ Rules (everything that ends a worker goes through `end_worker`):
    job's policy says so and the task has losses left in its budget.
 6. Sweeps are idempotent: a worker that already ended, is alive, or is inside its
    grace window yields no events.
+7. A registration that creates its worker from an Idempotency-Key is bound to its
+   request: a resend of the same request links the same worker, another request
+   under the same key is refused (IdempotencyKeyReusedError).
+8. A join to a room the worker's current connection already sits in records nothing.
 """
 
 from __future__ import annotations
@@ -70,12 +74,20 @@ def register_job(state: LedgerState, cmd: c.RegisterJob) -> list[ev.Event]:
     out: list[ev.Event] = []
     worker = state.workers.get(cmd.worker_id)
     if worker is None and cmd.create_worker:
-        out.append(ev.WorkerRegistered(worker_id=cmd.worker_id, user=cmd.actor.user, at=cmd.now))
+        out.append(
+            ev.WorkerRegistered(
+                worker_id=cmd.worker_id,
+                user=cmd.actor.user,
+                request_hash=cmd.request_hash,
+                at=cmd.now,
+            )
+        )
         linked_jobs: frozenset[str] = frozenset()
     else:
         worker = live_worker(state, cmd.worker_id)
         if worker.user != cmd.actor.user:
             raise e.WorkerNotFoundError(f"worker {cmd.worker_id} not found")
+        _require_same_request(cmd, worker)
         linked_jobs = worker.jobs
     full_name = job_full_name(cmd.room_id, cmd.category, cmd.name)
     job = state.jobs.get(full_name)
@@ -88,6 +100,15 @@ def register_job(state: LedgerState, cmd: c.RegisterJob) -> list[ev.Event]:
     if job is None or cmd.worker_id not in job.workers:
         out.append(ev.JobWorkerLinked(job_name=full_name, worker_id=cmd.worker_id, at=cmd.now))
     return out
+
+
+def _require_same_request(cmd: c.RegisterJob, worker: WorkerState) -> None:
+    keyed = cmd.create_worker and cmd.request_hash is not None
+    if keyed and worker.request_hash is not None and worker.request_hash != cmd.request_hash:
+        raise e.IdempotencyKeyReusedError(
+            f"the Idempotency-Key that registered worker {worker.id} was sent again "
+            "with a different request"
+        )
 
 
 def _job_registered(cmd: c.RegisterJob, full_name: str) -> ev.JobRegistered:

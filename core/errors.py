@@ -94,3 +94,9 @@ class NotInRoomError(DomainError):
 
 class DuplicateIdError(DomainError):
     code = "duplicate-id"
+
+
+class IdempotencyKeyReusedError(DomainError):
+    """An Idempotency-Key was sent again with a different request (422)."""
+
+    code = "idempotency-key-reused"

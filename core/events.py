@@ -58,6 +58,7 @@ class _TaskEvent(_Event):
 class WorkerRegistered(_WorkerEvent):
     type: Literal["WorkerRegistered"] = "WorkerRegistered"
     user: str
+    request_hash: str | None = None  # the keyed registration request that created it
 
 
 class WorkerJobLinked(_WorkerEvent):
@@ -129,10 +130,12 @@ class WorkerTaskAssigned(_WorkerEvent):
     type: Literal["WorkerTaskAssigned"] = "WorkerTaskAssigned"
     task_id: str
     attempt: int
+    request_key: str | None = None  # the claim's Idempotency-Key, if it sent one
 
 
 class WorkerTaskReleased(_WorkerEvent):
-    """A held task ended by its own report or a cancel (not by the worker ending)."""
+    """A held task left a live worker: its report or a cancel ended it, or its claim
+    lease expired (`status` pending). A worker's end releases its tasks itself."""
 
     type: Literal["WorkerTaskReleased"] = "WorkerTaskReleased"
     task_id: str
@@ -177,6 +180,7 @@ class TaskSubmitted(_TaskEvent):
     room_id: str
     payload: dict[str, Any] = Field(default_factory=dict)
     by: str
+    request_hash: str | None = None  # the keyed submit request that created it
 
 
 class TaskClaimed(_TaskEvent):
@@ -214,7 +218,8 @@ class TaskCancelled(_TaskEvent):
 
 
 class TaskRequeued(_TaskEvent):
-    """A held task went back to pending because its worker ended."""
+    """A held task went back to pending: its worker ended, or (reason `claim-timeout`)
+    the worker did not start it within the claim lease."""
 
     type: Literal["TaskRequeued"] = "TaskRequeued"
     worker_id: str

@@ -35,7 +35,7 @@ from .events import (
     WorkerTaskReleased,
 )
 from .model import TaskStatus, WorkerStatus
-from .state import JobState, LedgerState, TaskState, WorkerState, later
+from .state import CLAIM_KEYS_KEPT, JobState, LedgerState, TaskState, WorkerState, later
 
 
 def fold(events: Iterable[Event], state: LedgerState | None = None) -> LedgerState:
@@ -50,7 +50,11 @@ def evolve(state: LedgerState, event: Event) -> LedgerState:
     if isinstance(event, WorkerRegistered):
         return state.with_worker(
             WorkerState(
-                id=event.worker_id, user=event.user, created_at=event.at, last_heartbeat=event.at
+                id=event.worker_id,
+                user=event.user,
+                created_at=event.at,
+                last_heartbeat=event.at,
+                request_hash=event.request_hash,
             )
         )
     if isinstance(event, JobRegistered):
@@ -66,6 +70,7 @@ def evolve(state: LedgerState, event: Event) -> LedgerState:
                 payload=event.payload,
                 submitted_by=event.by,
                 created_at=event.at,
+                request_hash=event.request_hash,
             )
         )
     if event.stream.startswith("worker:"):
@@ -147,8 +152,11 @@ def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
             return _ended(worker, WorkerStatus.LEFT, event, f"left (by {by})")
         case WorkerDeleted(by=by):
             return _ended(worker, WorkerStatus.DELETED, event, f"deleted (by {by})")
-        case WorkerTaskAssigned(task_id=task_id):
-            return worker.model_copy(update={"tasks": worker.tasks | {task_id}})
+        case WorkerTaskAssigned(task_id=task_id, request_key=key):
+            keys = worker.claim_keys
+            if key is not None:
+                keys = (*keys, (key, task_id))[-CLAIM_KEYS_KEPT:]
+            return worker.model_copy(update={"tasks": worker.tasks | {task_id}, "claim_keys": keys})
         case WorkerTaskReleased(task_id=task_id):
             return worker.model_copy(update={"tasks": worker.tasks - {task_id}})
     return worker

@@ -14,6 +14,9 @@ from pydantic import AwareDatetime, Field
 
 from .model import Frozen, RunningTaskPolicy, TaskStatus, WorkerStatus
 
+CLAIM_KEYS_KEPT = 16
+"""How many claim Idempotency-Keys a worker remembers (a client resends its latest)."""
+
 
 class WorkerState(Frozen):
     id: str
@@ -30,10 +33,20 @@ class WorkerState(Frozen):
     grace_deadline: AwareDatetime | None = None
     ended_at: AwareDatetime | None = None
     end_reason: str | None = None
+    request_hash: str | None = None  # of the keyed registration that created it
+    claim_keys: tuple[tuple[str, str], ...] = ()  # (Idempotency-Key, task id), newest last
 
     @property
     def is_ended(self) -> bool:
         return self.status.is_ended
+
+    def claimed_under(self, key: str) -> str | None:
+        """The task this worker claimed with Idempotency-Key `key` (its last
+        CLAIM_KEYS_KEPT claims are remembered), or None."""
+        for claim_key, task_id in reversed(self.claim_keys):
+            if claim_key == key:
+                return task_id
+        return None
 
 
 class JobState(Frozen):
@@ -67,6 +80,7 @@ class TaskState(Frozen):
     error: str | None = None
     losses: int = 0  # RUNNING attempts interrupted by an ended worker
     requeues: int = 0
+    request_hash: str | None = None  # of the keyed submit that created it
 
 
 class LedgerState(Frozen):

@@ -26,6 +26,7 @@ from workerledger.core import (
     Emit,
     EnterRoom,
     Event,
+    ExpireClaim,
     JoinJobRoom,
     LeaveJobRoom,
     LeaveRoom,
@@ -138,7 +139,8 @@ COMMANDS: list[Command] = [
     SweepWorker(now=at(1), worker_id="w1", heartbeat_timeout_seconds=60),
     RemoveWorker(now=at(1), actor=ALICE, worker_id="w1"),
     SubmitTask(now=at(1), actor=ALICE, task_id="t1", job_name=JOB, room_id="r", payload={"a": 1}),
-    ClaimTask(now=at(1), actor=ALICE, task_id="t1", worker_id="w1"),
+    ClaimTask(now=at(1), actor=ALICE, task_id="t1", worker_id="w1", request_key="k1"),
+    ExpireClaim(now=at(1), task_id="t1", claim_timeout_seconds=30),
     UpdateTask(
         now=at(1),
         actor=ALICE,

@@ -45,6 +45,7 @@ from workerledger.core import (
     DomainError,
     EnterRoom,
     Event,
+    ExpireClaim,
     JoinJobRoom,
     LeaveJobRoom,
     LeaveRoom,
@@ -56,6 +57,7 @@ from workerledger.core import (
     RunningTaskPolicy,
     SubmitTask,
     SweepWorker,
+    TaskState,
     TaskStatus,
     UpdateTask,
     WorkerState,
@@ -86,6 +88,7 @@ UNKNOWN_JOB = "r9:modifiers:ghost"
 SCHEMAS: tuple[dict[str, Any], ...] = ({}, {"type": "object"})
 GRACES = (0, 10, 45)  # none, shorter and longer than the heartbeat timeout
 TIMEOUT = 30
+CLAIM_TIMEOUT = 5
 REPORTS = (TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 ENDS = (ev.WorkerLost, ev.WorkerLeft, ev.WorkerDeleted)
 Refusal = type[DomainError] | None
@@ -130,6 +133,8 @@ def _claim_refusal(state: LedgerState, cmd: ClaimTask) -> Refusal:
         return refusal
     worker = state.workers[cmd.worker_id]
     task = state.tasks.get(cmd.task_id)
+    if cmd.request_key is not None and any(key == cmd.request_key for key, _ in worker.claim_keys):
+        return None  # a resend of a claim that was made: accepted, nothing new
     if worker.status is not WorkerStatus.ONLINE:
         return err.WorkerNotOnlineError
     if task is None:
@@ -155,9 +160,30 @@ def _update_refusal(state: LedgerState, cmd: UpdateTask) -> Refusal:
         if cmd.worker_id is not None and cmd.worker_id not in task.attempt_workers:
             return err.ForbiddenError  # a worker id that never held the task is forged
         return err.StaleAttemptError
+    if _is_repeat(task, cmd):
+        return None  # the stored report again: accepted, nothing new
     if cmd.status not in TASK_TRANSITIONS[task.status] or cmd.status is TaskStatus.CLAIMED:
         return err.InvalidTransitionError
     return None
+
+
+def _is_repeat(task: TaskState, cmd: UpdateTask) -> bool:
+    reportable = cmd.status not in (TaskStatus.PENDING, TaskStatus.CLAIMED)
+    same_error = not cmd.status.is_terminal or cmd.error == task.error
+    holder = task.worker_id is not None or cmd.status is TaskStatus.CANCELLED
+    return cmd.status is task.status and reportable and same_error and holder
+
+
+def _submit_refusal(state: LedgerState, cmd: SubmitTask) -> Refusal:
+    existing = state.tasks.get(cmd.task_id)
+    if existing is not None:
+        if cmd.request_hash is None:
+            return err.DuplicateIdError
+        same = (existing.request_hash, existing.submitted_by) == (cmd.request_hash, cmd.actor.user)
+        return None if same else err.IdempotencyKeyReusedError
+    if not is_valid_room_id(cmd.room_id):
+        return err.InvalidRoomIdError
+    return None if cmd.job_name in state.jobs else err.JobNotFoundError
 
 
 def refusal(state: LedgerState, command: Command) -> Refusal:
@@ -195,11 +221,9 @@ def refusal(state: LedgerState, command: Command) -> Refusal:
                 return _worker_refusal(state, command.worker_id, None)
             return _worker_refusal(state, command.worker_id, command.actor)
         case SubmitTask():
-            if not is_valid_room_id(command.room_id):
-                return err.InvalidRoomIdError
-            if command.job_name not in state.jobs:
-                return err.JobNotFoundError
-            return err.DuplicateIdError if command.task_id in state.tasks else None
+            return _submit_refusal(state, command)
+        case ExpireClaim():
+            return None if command.task_id in state.tasks else err.TaskNotFoundError
         case ClaimTask():
             return _claim_refusal(state, command)
         case UpdateTask():
@@ -342,7 +366,12 @@ class LedgerMachine(RuleBasedStateMachine):
             for end in ends
             for task_id in before.workers[end.worker_id].tasks
         }
-        released = [new for new in events if isinstance(new, ev.TaskRequeued | ev.TaskFailed)]
+        released = [
+            new
+            for new in events
+            if isinstance(new, ev.TaskRequeued | ev.TaskFailed)
+            and not (isinstance(new, ev.TaskRequeued) and new.reason == "claim-timeout")
+        ]
         counts = Counter(new.task_id for new in released)
         for task_id, worker_id in held.items():
             assert counts[task_id] == 1, f"{task_id} released {counts[task_id]} times"
@@ -595,28 +624,71 @@ class LedgerMachine(RuleBasedStateMachine):
         pick=st.integers(0, 7),
         user=st.sampled_from(("alice", "bob")),
         room=st.sampled_from(("r1", "r2")),
+        keyed=st.booleans(),
     )
-    def submit(self, known: bool, pick: int, user: str, room: str) -> Any:
+    def submit(self, known: bool, pick: int, user: str, room: str, keyed: bool) -> Any:
         jobs = sorted(self.state.jobs) if known and self.state.jobs else JOB_NAMES
         job, task_id = jobs[pick % len(jobs)], self.fresh("t")
         command = SubmitTask(
-            now=self.now(), actor=ACTORS[user], task_id=task_id, job_name=job, room_id=room
+            now=self.now(),
+            actor=ACTORS[user],
+            task_id=task_id,
+            job_name=job,
+            room_id=room,
+            request_hash=f"h-{task_id}" if keyed else None,
         )
-        return task_id if self.run(command) is not None else multiple()
+        if self.run(command) is None:
+            return multiple()
+        if keyed:  # the answer was lost and the client sends the same request again
+            again = self.run(command.model_copy(update={"now": self.now()}))
+            assert again is not None and again.events == ()
+            other = command.model_copy(update={"payload": {"other": True}, "request_hash": "h-x"})
+            self.run(other, must_fail=(err.IdempotencyKeyReusedError,))
+        return task_id
 
-    @rule(task=tasks, worker=workers, pick=st.integers(-1, 7))
-    def claim(self, task: str, worker: str, pick: int) -> None:
+    @rule(task=tasks, seconds=st.integers(0, 2 * CLAIM_TIMEOUT), pick=st.integers(-1, 7))
+    def expire_claim(self, task: str, seconds: int, pick: int) -> None:
+        """The claim lease: a CLAIMED task not started in time goes back to PENDING."""
+        self.clock += seconds
+        task = self.steer(task, self.tasks_where(lambda t: t.status is TaskStatus.CLAIMED), pick)
+        before = self.state.tasks[task]
+        command = ExpireClaim(now=self.now(), task_id=task, claim_timeout_seconds=CLAIM_TIMEOUT)
+        decision = self.run(command)
+        assert decision is not None
+        due = (
+            before.status is TaskStatus.CLAIMED
+            and before.claimed_at is not None
+            and self.now() >= before.claimed_at + timedelta(seconds=CLAIM_TIMEOUT)
+        )
+        assert bool(decision.events) == due
+        if due:
+            after = self.state.tasks[task]
+            assert after.status is TaskStatus.PENDING and after.worker_id is None
+            assert all(task not in w.tasks for w in self.state.workers.values())
+        again = self.run(command)  # racing sweepers are harmless
+        assert again is not None and again.events == ()
+
+    @rule(task=tasks, worker=workers, pick=st.integers(-1, 7), keyed=st.booleans())
+    def claim(self, task: str, worker: str, pick: int, keyed: bool) -> None:
         task = self.steer(task, self.tasks_where(lambda t: t.status is TaskStatus.PENDING), pick)
         job = self.state.tasks[task].job_name
         linked = self.workers_where(lambda w: not w.is_ended and job in w.jobs)
         worker = self.steer(worker, linked, pick)  # online, or inside its grace window
         before = self.state.tasks[task]
         command = ClaimTask(
-            now=self.now(), actor=self.owner(worker), task_id=task, worker_id=worker
+            now=self.now(),
+            actor=self.owner(worker),
+            task_id=task,
+            worker_id=worker,
+            request_key=self.fresh("k") if keyed else None,
         )
         if self.run(command) is not None:
             after = self.state.tasks[task]
             assert (after.attempt, after.worker_id) == (before.attempt + 1, worker)
+            if keyed and command.request_key is not None:  # a resend claims nothing new
+                again = self.run(command.model_copy(update={"task_id": "t-any"}))
+                assert again is not None and again.events == ()
+                assert self.state.workers[worker].claimed_under(command.request_key) == task
 
     def report(self, task: str, status: TaskStatus, fenced: bool, by: str = "holder") -> None:
         current = self.state.tasks[task]
@@ -631,7 +703,9 @@ class LedgerMachine(RuleBasedStateMachine):
             worker_id=current.worker_id if fenced else None,
             attempt=current.attempt if fenced else None,
         )
-        self.run(command)
+        if self.run(command) is not None:  # its answer was lost: the resend changes nothing
+            again = self.run(command)
+            assert again is not None and again.events == ()
 
     @precondition(lambda self: self.tasks_where(lambda t: not t.status.is_terminal))
     @rule(
@@ -668,7 +742,9 @@ class LedgerMachine(RuleBasedStateMachine):
             task = self.steer(task, self.tasks_where(lambda t: t.requeues), pick)
         current, now = self.state.tasks[task], self.now()
         if kind == "illegal":
-            illegal = sorted({TaskStatus.CLAIMED, *TaskStatus} - TASK_TRANSITIONS[current.status])
+            repeat = {current.status} - {TaskStatus.PENDING, TaskStatus.CLAIMED}
+            allowed = TASK_TRANSITIONS[current.status] | repeat  # a repeat is accepted
+            illegal = sorted({TaskStatus.CLAIMED, *TaskStatus} - allowed)
             status = illegal[pick % len(illegal)]
             command = UpdateTask(now=now, actor=ACTORS["root"], task_id=task, status=status)
             self.run(command, must_fail=(err.InvalidTransitionError,))

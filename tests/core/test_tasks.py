@@ -356,7 +356,9 @@ ILLEGAL = sorted(
     (before, after)
     for before in TaskStatus
     for after in TaskStatus
-    if after not in TASK_TRANSITIONS[before] or after is TaskStatus.CLAIMED
+    if (after not in TASK_TRANSITIONS[before] or after is TaskStatus.CLAIMED)
+    # the stored status reported again is a resend (rule 6, test_resends.py), not a transition
+    and not (after is before and before not in (TaskStatus.PENDING, TaskStatus.CLAIMED))
 )
 
 
