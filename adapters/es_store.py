@@ -4,9 +4,10 @@ Mapping (stable; changing any of it needs a data migration):
 - one stored event per core event; stream `kind:key` -> originator id
   `uuid5(STREAM_NAMESPACE, stream)`, stream version -> originator version;
 - topic `workerledger.event:<type>` (explicit, independent of module paths);
-- state = the library's transcoder (JSON) over the envelope
-  `{"stream": <name>, "schema": <version>, "event": <the event's JSON>}`; the
-  library's compressor and cipher apply when configured;
+- state = plain JSON (`json_codec.PlainJSONTranscoder`: byte-compatible with the
+  library's JSONTranscoder, but no `_type_` objects and no depth limit) over the
+  envelope `{"stream": <name>, "schema": <version>, "event": <the event's JSON>}`;
+  the library's compressor and cipher apply when configured;
 - global position = the recorder's notification id (SQLite rowid, PostgreSQL
   `notification_id`; commit order, gaps possible).
 
@@ -15,11 +16,16 @@ Mapping (stable; changing any of it needs a data migration):
 and this module as ports.ConcurrencyError. Streams named in `expected` without new
 events are checked inside the same transaction. Heartbeats go to the liveness
 table (store_tables.py), never to the log. Snapshots: see snapshots.py.
+
+An event that cannot be decoded is never skipped (the log is the truth and a fold
+that skipped it would be wrong): reading it raises CorruptEventError naming its
+position, its stream and the ways out; hosts and the CLI report that one line.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,19 +36,20 @@ from eventsourcing.persistence import (
     Cipher,
     Compressor,
     IntegrityError,
-    JSONTranscoder,
     Mapper,
     Notification,
     PersistenceError,
     StoredEvent,
     Transcoder,
 )
+from pydantic import ValidationError
 from sqlalchemy import Engine, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from workerledger.core import EVENT_ADAPTER, Event
 
 from . import ports
+from .json_codec import PlainJSONTranscoder, to_plain
 from .ports import ConcurrencyError, StoreError
 from .snapshots import (
     DEFAULT_SNAPSHOT_INTERVAL,
@@ -64,12 +71,53 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """Database driver errors an append can raise past the library's own wrapping."""
+    errors: list[type[Exception]] = [sqlite3.Error]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # the postgres extra is not installed
+        pass
+    return tuple(errors)
+
+
+_APPEND_ERRORS: tuple[type[Exception], ...] = (
+    PersistenceError,
+    SQLAlchemyError,
+    OSError,
+    *_driver_errors(),
+)
+
+
 def stream_uuid(stream: str) -> UUID:
     return uuid5(STREAM_NAMESPACE, stream)
 
 
 class CorruptEventError(StoreError):
-    """A stored event cannot be decoded, upcast or validated."""
+    """A stored event cannot be decoded, upcast or validated (the message says where)."""
+
+
+def undecodable(record: Notification, stream: object, reason: str) -> str:
+    """The one-line report of an event that cannot be decoded, with the ways out."""
+    named = f"stream {stream}" if isinstance(stream, str) else f"stream id {record.originator_id}"
+    return (
+        f"corrupt event at position {record.id} ({named}, version "
+        f"{record.originator_version}, topic {record.topic!r}) cannot be decoded: {reason}. "
+        "The log is the source of truth and no event is skipped: restore the database "
+        "from a backup, or, for an event written by another version, add an upcaster "
+        "(see adapters/upcasting.py)"
+    )
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{error.error_count()} validation error(s), first at {where}: {first['msg']}"
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 class StreamRecorder(Protocol):
@@ -108,14 +156,14 @@ class CoreEventMapper(Mapper[UUID]):
         compressor: Compressor | None = None,
         cipher: Cipher | None = None,
     ) -> None:
-        super().__init__(transcoder or JSONTranscoder(), compressor, cipher)
+        super().__init__(transcoder or PlainJSONTranscoder(), compressor, cipher)
         self.upcasters = upcasters or UPCASTERS
 
     def event_to_stored(self, event: Event, version: int) -> StoredEvent:
         envelope = {
             "stream": event.stream,
             "schema": self.upcasters.version_of(event.type),
-            "event": event.model_dump(mode="json", by_alias=True),
+            "event": to_plain(event),  # any depth the log can hold
         }
         return StoredEvent(
             originator_id=stream_uuid(event.stream),
@@ -124,22 +172,42 @@ class CoreEventMapper(Mapper[UUID]):
             state=self._seal(envelope),
         )
 
-    def stored_to_event(self, record: Notification) -> ports.StoredEvent:
-        where = (
-            f"position {record.id} (originator {record.originator_id}, "
-            f"version {record.originator_version}, topic {record.topic!r})"
-        )
+    def stored_to_event(
+        self, record: Notification, name_of: Callable[[UUID | str], str | None] | None = None
+    ) -> ports.StoredEvent:
+        """The core event of a row; CorruptEventError if it cannot be decoded.
+
+        `name_of` finds the stream's name for the error when this row's is unreadable.
+        """
+        stream: object = None
         try:
             envelope = self._unseal(record.state)
             stream = envelope["stream"]
+            if not isinstance(stream, str) or stream_uuid(stream) != record.originator_id:
+                stream, name = None, stream
+                raise ValueError(f"stream name {name!r} does not match the stream id")
+            if not record.topic.startswith(EVENT_TOPIC):
+                raise ValueError("not an event topic")
             event_type = record.topic.removeprefix(EVENT_TOPIC)
+            stored_type = envelope["event"].get("type")
+            if stored_type != event_type:
+                raise ValueError(f"the payload is a {stored_type!r}, the topic says {event_type!r}")
             data = self.upcasters.upcast(event_type, int(envelope["schema"]), envelope["event"])
             event = EVENT_ADAPTER.validate_python(data)
         except Exception as error:
-            raise CorruptEventError(f"corrupt event at {where}: {error}") from error
-        if not isinstance(stream, str) or stream_uuid(stream) != record.originator_id:
-            raise CorruptEventError(f"corrupt event at {where}: stream name {stream!r} mismatch")
+            if stream is None and name_of is not None:
+                stream = name_of(record.originator_id)
+            raise CorruptEventError(undecodable(record, stream, _reason(error))) from error
         return ports.StoredEvent(record.id, stream, record.originator_version, event)
+
+    def stream_of(self, record: StoredEvent) -> str | None:
+        """The stream name a row's envelope states, if readable and matching its id."""
+        try:
+            stream = self._unseal(record.state).get("stream")
+        except Exception:
+            return None
+        matches = isinstance(stream, str) and stream_uuid(stream) == record.originator_id
+        return stream if matches else None
 
     def snapshot_to_stored(self, stream: str, version: int, entity: Entity) -> StoredEvent:
         return StoredEvent(
@@ -227,7 +295,9 @@ class RecorderEventStore:
             ids = self.events.insert_events(records, check_versions=eventless) or []
         except IntegrityError as error:
             raise ConcurrencyError(f"a stream of {sorted(expected)} moved on: {error}") from error
-        except PersistenceError as error:
+        except _APPEND_ERRORS as error:
+            # the outcome may be unknown (the connection died around COMMIT): the
+            # service reads the streams back before it answers (service._read_back)
             raise StoreError(f"cannot append to {self.url}: {error}") from error
         stored = [
             ports.StoredEvent(position, event.stream, record.originator_version, event)
@@ -241,7 +311,7 @@ class RecorderEventStore:
             rows = self.events.select_notifications(after, limit, inclusive_of_start=False)
         except PersistenceError as error:
             raise StoreError(f"cannot read {self.url}: {error}") from error
-        return [self.mapper.stored_to_event(row) for row in rows]
+        return [self.mapper.stored_to_event(row, self._name_of) for row in rows]
 
     def read_stream(self, stream: str, after_version: int = 0) -> list[ports.StoredEvent]:
         return self.read_stream_until(stream, after_version, None)
@@ -303,7 +373,15 @@ class RecorderEventStore:
             )
         except PersistenceError as error:
             raise StoreError(f"cannot read {stream} from {self.url}: {error}") from error
-        return [self.mapper.stored_to_event(row) for row in rows]
+        return [self.mapper.stored_to_event(row, lambda _: stream) for row in rows]
+
+    def _name_of(self, originator_id: UUID | str) -> str | None:
+        """A stream's name from any of its rows that still decodes (for error messages)."""
+        try:
+            rows = self.events.select_stream(UUID(str(originator_id)))
+        except Exception:
+            return None
+        return next((name for row in rows if (name := self.mapper.stream_of(row))), None)
 
     def latest_snapshot(self, stream: str, at_version: int | None = None) -> Snapshot | None:
         rows = self.snapshots.select_events(stream_uuid(stream), lte=at_version, desc=True, limit=1)

@@ -5,7 +5,9 @@ functions are synchronous (they read the store): call them from asyncio through 
 Ledger's executor. The models are JSON-ready for the REST layer
 (`GET /v1/joblib/workers/{worker_id}/history`, `GET /v1/joblib/tasks/{task_id}/history`).
 Order is the stream's version order; `at` compares with the events' own timestamps,
-which come from the deciding host's clock.
+which come from the deciding host's clock. Serialize with `history_json`, not
+pydantic's JSON: a task's payload or a job's schema may be nested deeper than
+pydantic's serializer goes (~255 levels), and history must show whatever the log holds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydantic import BaseModel
 from workerledger.core import Event, TaskState, WorkerState
 from workerledger.core import events as ev
 
+from .json_codec import model_json, to_plain
 from .ports import EventStore, StoredEvent
 from .snapshots import load_entity
 
@@ -210,8 +213,13 @@ def _entry(record: StoredEvent) -> TimelineEntry:
         at=event.at,
         type=event.type,
         summary=summarize(event),
-        event=event.model_dump(mode="json", by_alias=True),
+        event=to_plain(event),
     )
+
+
+def history_json(history: WorkerHistory | TaskHistory, indent: int | None = None) -> str:
+    """The history as JSON (what pydantic would write, at any nesting depth)."""
+    return model_json(history, indent)
 
 
 def summarize(event: Event) -> str:

@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar
 from workerledger.core import ClaimTask, Command, Decision, Emission
 
 from .projection import Projection
-from .service import LedgerService
+from .service import Claimed, LedgerService
 
 T = TypeVar("T")
 
@@ -42,11 +42,11 @@ class Ledger:
         await self.deliver(decision.emissions)
         return decision
 
-    async def claim_next(self, command: ClaimTask) -> Decision | None:
-        decision = await self._run(lambda: self.service.claim_next(command))
-        if decision is not None:
-            await self.deliver(decision.emissions)
-        return decision
+    async def claim_next(self, command: ClaimTask) -> Claimed | None:
+        claimed = await self._run(lambda: self.service.claim_next(command))
+        if claimed is not None:
+            await self.deliver(claimed.decision.emissions)
+        return claimed
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the ledger's thread (store I/O that must not block the loop)."""

@@ -121,6 +121,7 @@ def _engine(parsed: URL) -> Engine:
         parsed,
         pool_size=2,
         max_overflow=8,
+        pool_pre_ping=True,  # a connection dropped by a failover or PgBouncer is replaced
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
 
@@ -136,6 +137,11 @@ def _datastore(parsed: URL) -> PostgresDatastore:
         idle_in_transaction_session_timeout=10,
         pool_size=2,
         max_overflow=8,
+        # No pre-ping here: psycopg_pool's check sleeps >= 1 s (with backoff) after each
+        # dead connection it finds (3 rounds of pg_terminate_backend: 18.1 s with it, 2.9 s
+        # without). A dead connection fails its first use instead, the pool discards it,
+        # and the service retries reads and resolves appends by reading back.
+        pre_ping=False,
     )
 
 

@@ -2,7 +2,9 @@
 
 Types are `/v1/problems/<code>` with the core error's stable `code`; statuses follow
 zndraw-joblib 0.1.7 where it defines the type, and 409 for the fencing and session
-errors it lacks. Conflicts the store could not resolve are a retryable 503.
+errors it lacks. Conflicts the store could not resolve are a retryable 503. Input
+refused at the boundary (input_limits.py) names the limit in its type and carries the
+configured value as the `limit` extension member.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from workerledger.core import DomainError
 
+from .input_limits import InputRefused
 from .ports import StoreError
 from .service import ConflictRetriesExhaustedError
 
@@ -31,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "stale-session": 409,
     "not-in-room": 409,
     "duplicate-id": 409,
+    "idempotency-key-reused": 422,
 }
 
 
@@ -46,7 +50,10 @@ def problem(code: str, status: int, detail: str | None = None) -> dict[str, Any]
 
 
 def problem_for(error: Exception) -> dict[str, Any]:
-    """The problem body of a domain or store error (anything else is a 500)."""
+    """The problem body of a domain, boundary or store error (anything else is a 500)."""
+    if isinstance(error, InputRefused):
+        body = problem(error.code, error.status, error.detail)
+        return body if error.limit is None else body | {"limit": error.limit}
     if isinstance(error, DomainError):
         return problem(error.code, STATUS_BY_CODE.get(error.code, 400), error.detail)
     if isinstance(error, ConflictRetriesExhaustedError):

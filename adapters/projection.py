@@ -17,6 +17,7 @@ from workerledger.core import (
     Command,
     DisconnectWorker,
     Event,
+    ExpireClaim,
     JobState,
     JoinJobRoom,
     LedgerState,
@@ -31,6 +32,7 @@ from workerledger.core import (
     evolve,
     job_full_name,
 )
+from workerledger.core.decide_tasks import claim_expired
 from workerledger.core.decide_workers import sweep_reason
 from workerledger.core.events import HeartbeatRecorded
 
@@ -142,6 +144,10 @@ class Projection:
             case ClaimTask():
                 add_worker(command.worker_id)
                 add_task(command.task_id)
+            case ExpireClaim():
+                add_task(command.task_id)
+                task = self.tasks.get(command.task_id)
+                add_worker(task.worker_id if task else None)
             case UpdateTask():
                 add_task(command.task_id)
                 task = self.tasks.get(command.task_id)
@@ -183,4 +189,17 @@ class Projection:
             worker.id
             for worker in self.workers.values()
             if sweep_reason(worker, now, heartbeat_timeout_seconds) is not None
+        ]
+
+    def expired_claims(self, now: datetime, claim_timeout_seconds: float) -> list[str]:
+        """CLAIMED tasks whose lease ran out (the core's own rule; it re-checks each).
+
+        Only tasks held by live workers can be CLAIMED, so this walks held tasks only.
+        """
+        return [
+            task_id
+            for worker in self.workers.values()
+            for task_id in sorted(worker.tasks)
+            if (task := self.tasks.get(task_id)) is not None
+            and claim_expired(task, now, claim_timeout_seconds) is not None
         ]

@@ -18,29 +18,47 @@ its checkpoint, in the same database as the log:
   LedgerService catches up with the log from there (`open_service`).
 - `rebuild()` folds the whole log from scratch and rewrites the tables;
   `check()` folds the log up to the tables' position and lists every difference.
+
+The cache rule: the rows are derived, the log is the truth, so start-up never depends
+on a row. If any row cannot be read (bad JSON, a state that does not validate, a
+wrong column), `restore_view` ignores the tables, folds the whole log, says so once
+in the log (WARNING, with counts) and rewrites the tables from that fold. `rebuild`
+(and that repair) checks that every row reads back before writing anything, so it
+never writes back what it cannot read. Rows are written by `json_codec`, which has
+no depth limit, so any entity the log folds into can be stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from workerledger.core import JobState, TaskState, TaskStatus, WorkerState
 
 from .ports import EventStore, StoredEvent, StoreError
 from .projection import Projection
+from .read_model_rows import differences, read_row, rows_of, verify_rows
 from .service import LedgerService
 from .store_tables import READ_MODEL, rm_jobs, rm_tasks, rm_tracking, rm_workers
 
 Progress = Callable[[int, int], None]  # (position reached, head of the log)
 MAX_DIFFERENCES = 50
+log = logging.getLogger(__name__)
 
 
 class ReadModelCorruptError(StoreError):
-    """A row of the read-model tables cannot be parsed."""
+    """Rows of the read-model tables cannot be read; `failures` names each one."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__(
+            f"{len(failures)} read-model row(s) cannot be read (first: {failures[0]}); "
+            "run `workerledger rebuild`"
+        )
 
 
 class TrackedProjection(Projection):
@@ -100,39 +118,46 @@ class ReadModelTables:
     def load(self) -> TrackedProjection:
         """A view holding the tables' entities, at the tables' tracking position.
 
-        Raises ReadModelCorruptError for a row that does not parse (`rebuild` fixes it).
+        Reads every row; raises ReadModelCorruptError naming each row that cannot be
+        decoded (any error, RecursionError included) or cannot be read at all.
         """
+        failures: list[str] = []
         try:
-            return self._load()
-        except ValidationError as error:
-            raise ReadModelCorruptError(
-                f"a read-model row does not parse ({error.title}: {error.errors()[0]['msg']}, "
-                f"{error.errors()[0]['loc']}); run `workerledger rebuild`"
-            ) from error
+            view = self._load(failures)
+        except StoreError:
+            raise
+        except (SQLAlchemyError, RecursionError, ValueError, TypeError) as error:
+            raise ReadModelCorruptError([f"tables: {type(error).__name__}: {error}"]) from error
+        if failures:
+            raise ReadModelCorruptError(failures)
+        return view
 
-    def _load(self) -> TrackedProjection:
+    def _load(self, failures: list[str]) -> TrackedProjection:
         with self._consistent_read() as conn:
             view = TrackedProjection()
             view.position = _tracking(conn)
             for row in conn.execute(select(rm_workers).order_by(rm_workers.c.seq)):
-                worker = WorkerState.model_validate_json(row.state)
-                view.workers[worker.id] = worker
-                view.worker_order.append(worker.id)
-                view.versions[f"worker:{worker.id}"] = row.version
+                worker = read_row(failures, "worker", row)
+                if isinstance(worker, WorkerState):
+                    view.workers[worker.id] = worker
+                    view.worker_order.append(worker.id)
+                    view.versions[f"worker:{worker.id}"] = row.version
             for row in conn.execute(select(rm_jobs)):
-                job = JobState.model_validate_json(row.state)
-                view.jobs[job.full_name] = job
-                view.versions[f"job:{job.full_name}"] = row.version
+                job = read_row(failures, "job", row)
+                if isinstance(job, JobState):
+                    view.jobs[job.full_name] = job
+                    view.versions[f"job:{job.full_name}"] = row.version
             for row in conn.execute(select(rm_tasks).order_by(rm_tasks.c.seq)):
-                task = TaskState.model_validate_json(row.state)
-                view.tasks[task.id] = task
-                view.versions[f"task:{task.id}"] = row.version
-                view.task_seq[task.id] = row.seq
-                view.seq_task[row.seq] = task.id
-                view.room_tasks.setdefault(task.room_id, []).append(task.id)
-                queue = view.pending.setdefault(task.job_name, [])
-                if task.status is TaskStatus.PENDING:
-                    queue.append(row.seq)
+                task = read_row(failures, "task", row)
+                if isinstance(task, TaskState):
+                    view.tasks[task.id] = task
+                    view.versions[f"task:{task.id}"] = row.version
+                    view.task_seq[task.id] = row.seq
+                    view.seq_task[row.seq] = task.id
+                    view.room_tasks.setdefault(task.room_id, []).append(task.id)
+                    queue = view.pending.setdefault(task.job_name, [])
+                    if task.status is TaskStatus.PENDING:
+                        queue.append(row.seq)
         return view
 
     # --- writing --------------------------------------------------------------------
@@ -140,7 +165,7 @@ class ReadModelTables:
     def checkpoint(self, view: Projection) -> bool:
         """Write what `view` changed; False if the tables were already as far."""
         streams = view.dirty if isinstance(view, TrackedProjection) else None
-        workers, jobs, tasks = _rows(view, streams)
+        workers, jobs, tasks = rows_of(view, streams)
         with self.engine.begin() as conn:
             moved = conn.execute(
                 update(rm_tracking)
@@ -160,20 +185,41 @@ class ReadModelTables:
         for worker_id, at in beats.items():
             view.apply_heartbeat(worker_id, at)
         view.liveness_counter = counter
+        self.replace(store, view, progress)
+        return view
+
+    def replace(
+        self, store: EventStore, view: Projection, progress: Progress | None = None
+    ) -> None:
+        """Replace every row with `view`'s entities (a complete fold of the log).
+
+        Every row must read back first (UnstorableRowError otherwise, nothing written).
+        If a host checkpointed further meanwhile, `view` catches up and the write is
+        retried, so the tables never move backwards.
+        """
         while True:
-            with self.engine.begin() as conn:
-                moved = conn.execute(
-                    update(rm_tracking)
-                    .where(
-                        rm_tracking.c.name == READ_MODEL, rm_tracking.c.position <= view.position
-                    )
-                    .values(position=view.position)
-                ).rowcount
-                if moved:
-                    for table in (rm_workers, rm_jobs, rm_tasks):
-                        conn.execute(delete(table))
-                    self._upsert(conn, *_rows(view, None))
-                    return view
+            rows = rows_of(view, None)
+            verify_rows(view, rows)
+            try:
+                with self.engine.begin() as conn:
+                    moved = conn.execute(
+                        update(rm_tracking)
+                        .where(
+                            rm_tracking.c.name == READ_MODEL,
+                            rm_tracking.c.position <= view.position,
+                        )
+                        .values(position=view.position)
+                    ).rowcount
+                    if moved:
+                        for table in (rm_workers, rm_jobs, rm_tasks):
+                            conn.execute(delete(table))
+                        self._upsert(conn, *rows)
+            except SQLAlchemyError as error:
+                raise StoreError(f"cannot write the read-model tables: {error}") from error
+            if moved:
+                if isinstance(view, TrackedProjection):
+                    view.dirty.clear()
+                return
             fold_log(store, view, progress=progress)  # a host checkpointed further: catch up
 
     def _upsert(
@@ -201,7 +247,7 @@ class ReadModelTables:
         try:
             stored = self.load()
         except ReadModelCorruptError as error:
-            return [str(error)]
+            return [f"unreadable row: {failure}" for failure in error.failures]
         rebuilt = fold_log(store, upto=stored.position, progress=progress)
         if rebuilt.position < stored.position:
             return [
@@ -239,87 +285,6 @@ def _tracking(conn: Connection) -> int:
     return int(position)
 
 
-def _rows(
-    view: Projection, streams: Iterable[str] | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    if streams is None:
-        streams = [
-            *(f"worker:{k}" for k in view.workers),
-            *(f"job:{k}" for k in view.jobs),
-            *(f"task:{k}" for k in view.tasks),
-        ]
-    order = {worker_id: i for i, worker_id in enumerate(view.worker_order)}
-    workers, jobs, tasks = [], [], []
-    for stream in streams:
-        kind, _, key = stream.partition(":")
-        version = view.version(stream)
-        if kind == "worker" and key in view.workers:
-            w = view.workers[key]
-            workers.append(
-                {"id": key, "seq": order[key], "version": version, "user": w.user,
-                 "status": w.status.value, "state": _json(w)}
-            )  # fmt: skip
-        elif kind == "job" and key in view.jobs:
-            j = view.jobs[key]
-            jobs.append(
-                {"full_name": key, "version": version, "room_id": j.room_id, "state": _json(j)}
-            )
-        elif kind == "task" and key in view.tasks:
-            t = view.tasks[key]
-            tasks.append(
-                {"id": key, "seq": view.task_seq[key], "version": version,
-                 "job_name": t.job_name, "status": t.status.value, "state": _json(t)}
-            )  # fmt: skip
-    return workers, jobs, tasks
-
-
-def _json(model: BaseModel) -> str:
-    return model.model_dump_json(by_alias=True)
-
-
-def differences(stored: Projection, rebuilt: Projection) -> list[str]:
-    """Readable differences between two views (workers' last_heartbeat ignored)."""
-    out: list[str] = []
-    for kind, mine, theirs in (
-        ("worker", stored.workers, rebuilt.workers),
-        ("job", stored.jobs, rebuilt.jobs),
-        ("task", stored.tasks, rebuilt.tasks),
-    ):
-        for key in sorted(mine.keys() | theirs.keys()):
-            a, b = mine.get(key), theirs.get(key)
-            stream = f"{kind}:{key}"
-            if a is None:
-                out.append(f"{stream}: missing from the tables")
-            elif b is None:
-                out.append(f"{stream}: in the tables but not in the log")
-            else:
-                out += [f"{stream}: {d}" for d in _field_differences(a, b)]
-                if stored.version(stream) != rebuilt.version(stream):
-                    out.append(
-                        f"{stream}: stored version {stored.version(stream)}, "
-                        f"rebuilt {rebuilt.version(stream)}"
-                    )
-    for task_id in sorted(stored.task_seq.keys() & rebuilt.task_seq.keys()):
-        if stored.task_seq[task_id] != rebuilt.task_seq[task_id]:
-            out.append(f"task:{task_id}: stored queue position differs from the log")
-    if [w for w in stored.worker_order if w in rebuilt.workers] != [
-        w for w in rebuilt.worker_order if w in stored.workers
-    ]:
-        out.append("workers: registration order differs")
-    return out
-
-
-def _field_differences(a: BaseModel, b: BaseModel) -> list[str]:
-    left, right = a.model_dump(), b.model_dump()  # python mode: frozensets compare as sets
-    left.pop("last_heartbeat", None)
-    right.pop("last_heartbeat", None)
-    return [
-        f"stored {name}={left.get(name)!r}, rebuilt {name}={right.get(name)!r}"
-        for name in sorted(left.keys() | right.keys())
-        if left.get(name) != right.get(name)
-    ]
-
-
 def tables_of(store: EventStore) -> ReadModelTables | None:
     """The store's read-model tables, or None for a store without them (memory://)."""
     try:
@@ -331,11 +296,29 @@ def tables_of(store: EventStore) -> ReadModelTables | None:
 def restore_view(service: LedgerService) -> int:
     """Start `service`'s view from the read-model tables (if any), then catch up.
 
+    Tables that cannot be read are ignored (the cache rule): the whole log is folded,
+    a WARNING says so once with counts, and the tables are rewritten from that fold
+    (a failure to rewrite them is logged too; the host does not need them).
     Returns the number of log events folded on top of the tables.
     """
     tables = tables_of(service.store)
-    if tables is not None:
+    if tables is None:
+        return service.catch_up()
+    try:
         service.view = tables.load()
+    except ReadModelCorruptError as error:
+        service.view = TrackedProjection()
+        folded = service.catch_up()
+        log.warning(
+            "read-model tables unreadable (%d rows failed: first error %s); folded the log "
+            "from the start instead (%d events)",
+            len(error.failures), error.failures[0], folded,
+        )  # fmt: skip
+        try:
+            tables.replace(service.store, service.view)
+        except StoreError as failure:
+            log.warning("read-model tables not rewritten: %s", failure)
+        return folded
     return service.catch_up()
 
 

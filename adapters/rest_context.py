@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated
 
 from fastapi import Depends, HTTPException
@@ -12,8 +13,11 @@ from workerledger.core import Actor, JobState, WorkerState
 from workerledger.core.model import DEFAULT_CATEGORIES, GLOBAL_ROOM, INTERNAL_ROOM
 
 from .auth import Authenticator, Clock, utc_now
+from .input_limits import DEFAULT_LIMITS, InputLimits
 from .ledger import Ledger
 from .projection import Projection
+from .rest_boundary import RestBoundary
+from .rest_problems import ProblemRoute, bounded_route
 from .task_waiters import TaskWaiters
 
 bearer = HTTPBearer(auto_error=False, description="workerledger bearer token")
@@ -27,6 +31,12 @@ class RestContext:
     clock: Clock = utc_now
     allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES
     long_poll_max_wait_seconds: float = 60.0
+    limits: InputLimits = DEFAULT_LIMITS
+
+    @cached_property
+    def route_class(self) -> type[ProblemRoute]:
+        """The route class of every router built on this context (limits, categories)."""
+        return bounded_route(RestBoundary(self.limits, self.allowed_categories))
 
     def actor_dependency(self) -> Callable[..., Awaitable[Actor]]:
         async def current_actor(

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Response
 from workerledger.core import (
     Actor,
     JobState,
@@ -18,6 +18,7 @@ from workerledger.core.events import JobRegistered
 
 from .projection import Projection
 from .rest_context import RestContext, job_listed, live_workers, visible_rooms
+from .rest_idempotency import IdempotencyKey, request_digest
 from .rest_models import (
     JobRegisterRequest,
     JobResponse,
@@ -35,7 +36,7 @@ from .rest_models import (
     task_view,
     worker_summary,
 )
-from .rest_problems import ProblemRoute
+from .rest_problems import problem_responses
 
 
 def check_room(room_id: str) -> None:
@@ -58,7 +59,9 @@ def _listed_jobs(view: Projection, room_id: str) -> list[JobState]:
 
 
 def job_routes(ctx: RestContext) -> APIRouter:
-    router = APIRouter(route_class=ProblemRoute, tags=["jobs"])
+    router = APIRouter(
+        route_class=ctx.route_class, tags=["jobs"], responses=problem_responses(400, 403, 404, 409)
+    )
     CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
 
     @router.get("/rooms/{room_id}/workers")
@@ -80,7 +83,7 @@ def job_routes(ctx: RestContext) -> APIRouter:
         body: JobRegisterRequest,
         actor: CurrentActor,
         response: Response,
-        idempotency_key: Annotated[str | None, Header()] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> JobResponse:
         """Register (or re-register) a job and link a worker, created when not given."""
         full_name = job_full_name(room_id, body.category, body.name)
@@ -90,10 +93,12 @@ def job_routes(ctx: RestContext) -> APIRouter:
             return job is not None and job_listed(view, job)
 
         listed_before = await ctx.ledger.read(was_listed)
+        digest = None
         if body.worker_id is not None:
             worker_id = str(body.worker_id)
         elif idempotency_key:
             worker_id = idempotent_id(actor.user, idempotency_key)
+            digest = request_digest("register", room=room_id, body=body.model_dump(mode="json"))
         else:
             worker_id = str(uuid.uuid4())
         command = RegisterJob(
@@ -106,6 +111,7 @@ def job_routes(ctx: RestContext) -> APIRouter:
             allowed_categories=ctx.allowed_categories,
             on_worker_lost=body.on_worker_lost,
             max_worker_losses=body.max_worker_losses,
+            request_hash=digest,
             actor=actor,
             now=ctx.clock(),
         )

@@ -3,7 +3,9 @@
 Extensions that old clients ignore: `attempt` on tasks (the fencing token), optional
 `worker_id` / `attempt` on status updates, `on_worker_lost` / `max_worker_losses` on
 job registration. Timestamps are always UTC with an explicit `+00:00` offset, the
-same format as the Socket.IO payloads.
+same format as the Socket.IO payloads. `request_models` rebuilds the request models
+with one router's limits and category allowlist, so its OpenAPI shows them; `Problem`
+and FastAPI's own 401/422 bodies are the error shapes the routes declare.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, create_model
 from workerledger.core import (
     Decision,
     Emit,
@@ -26,6 +28,7 @@ from workerledger.core import (
 )
 from workerledger.core.errors import TaskNotFoundError
 
+from .input_limits import InputLimits
 from .projection import Projection
 
 Limit = Annotated[int, Query(ge=0, le=500)]  # pagination, as in zndraw-joblib 0.1.7
@@ -106,6 +109,72 @@ class TaskUpdateRequest(_Wire):
     error: str | None = None
     worker_id: uuid.UUID | None = None
     attempt: int | None = Field(default=None, ge=1)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`): every refusal but FastAPI's
+    own 401 and 422 bodies."""
+
+    type: str = Field(description="`/v1/problems/<code>`, the stable error code")
+    title: str
+    status: int
+    detail: str | None = None
+    limit: int | None = Field(
+        default=None, description="the configured limit a boundary refusal names"
+    )
+
+
+class HTTPErrorBody(BaseModel):
+    """FastAPI's `HTTPException` body (401 without a valid bearer token, as in 0.1.7)."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorBody(BaseModel):
+    """FastAPI's request validation body (422, as in zndraw-joblib 0.1.7)."""
+
+    detail: list[ValidationIssue]
+
+
+def request_models(
+    limits: InputLimits, categories: Sequence[str]
+) -> dict[type[BaseModel], type[BaseModel]]:
+    """The request models with these limits and this category allowlist in their fields.
+
+    The allowlist is documented (an `enum` in the schema), not validated here: the core
+    refuses other categories with 400 `invalid-category`, as zndraw-joblib does.
+    """
+    register = create_model(
+        "JobRegisterRequest",
+        __base__=JobRegisterRequest,
+        category=(
+            str,
+            Field(max_length=limits.max_category_length, json_schema_extra={"enum": [*categories]}),
+        ),
+        name=(
+            str,
+            Field(
+                min_length=1,
+                max_length=limits.max_job_name_length,
+                pattern=r"^[^\n]+$",
+                description="one line: a job is addressed by its name in URL paths",
+            ),
+        ),
+    )
+    update = create_model(
+        "TaskUpdateRequest",
+        __base__=TaskUpdateRequest,
+        error=(str | None, Field(default=None, max_length=limits.max_error_length)),
+    )
+    return {JobRegisterRequest: register, TaskUpdateRequest: update}
 
 
 class Paginated(_Wire, Generic[T]):

@@ -11,10 +11,12 @@ from workerledger.core.model import DEFAULT_CATEGORIES
 
 from .auth import Authenticator, Clock, utc_now
 from .emitter import chain_emitter
+from .input_limits import DEFAULT_LIMITS, InputLimits
 from .ledger import Ledger
 from .rest_context import RestContext
 from .rest_history import history_routes
 from .rest_jobs import job_routes
+from .rest_problems import include_with_allow
 from .rest_tasks import PREFIX, task_routes
 from .rest_workers import worker_routes
 from .task_waiters import TaskWaiters
@@ -28,12 +30,14 @@ def create_router(
     clock: Clock = utc_now,
     allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES,
     long_poll_max_wait_seconds: float = 60.0,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> APIRouter:
     """The REST router (prefix `/v1/joblib`).
 
     Without `waiters`, a `TaskWaiters` is created and chained onto `ledger.emitter`
     so that long-polls wake on committed status changes; pass your own (already
-    chained) to share it with a `Sweeper` for changes made by other hosts.
+    chained) to share it with a `Sweeper` for changes made by other hosts. `limits`
+    bound every request before anything is decided (README, "Limits").
     """
     if waiters is None:
         waiters = TaskWaiters()
@@ -45,10 +49,9 @@ def create_router(
         clock=clock,
         allowed_categories=allowed_categories,
         long_poll_max_wait_seconds=long_poll_max_wait_seconds,
+        limits=limits,
     )
     router = APIRouter(prefix=PREFIX)
-    router.include_router(worker_routes(ctx))
-    router.include_router(job_routes(ctx))
-    router.include_router(task_routes(ctx))
-    router.include_router(history_routes(ctx))
+    parts = [worker_routes(ctx), job_routes(ctx), task_routes(ctx), history_routes(ctx)]
+    include_with_allow(router, parts)
     return router

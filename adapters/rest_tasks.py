@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 from workerledger.core import Actor, ClaimTask, SubmitTask, TaskStatus, UpdateTask
-from workerledger.core.events import TaskClaimed
 
 from .projection import Projection
 from .rest_context import RestContext
+from .rest_idempotency import IdempotencyKey, keyed_task_id, mark_replayed, request_digest
 from .rest_jobs import check_room, resolve_job
 from .rest_models import (
     Limit,
@@ -25,7 +25,7 @@ from .rest_models import (
     task_after,
     task_view,
 )
-from .rest_problems import ProblemRoute
+from .rest_problems import problem_responses
 
 PREFIX = "/v1/joblib"
 
@@ -43,7 +43,9 @@ def prefer_wait(prefer: str | None) -> int | None:
 
 
 def task_routes(ctx: RestContext) -> APIRouter:
-    router = APIRouter(route_class=ProblemRoute, tags=["tasks"])
+    router = APIRouter(
+        route_class=ctx.route_class, tags=["tasks"], responses=problem_responses(400, 403, 404, 409)
+    )
     CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
 
     @router.post("/rooms/{room_id}/tasks/{job_name:path}", status_code=202)
@@ -53,22 +55,36 @@ def task_routes(ctx: RestContext) -> APIRouter:
         body: TaskSubmitRequest,
         actor: CurrentActor,
         response: Response,
+        idempotency_key: IdempotencyKey = None,
     ) -> TaskResponse:
+        """Queue a task. With `Idempotency-Key`, a resend answers with the same task."""
         check_room(room_id)
-        await ctx.ledger.read(lambda view: resolve_job(view, job_name), liveness=False)
-        task_id = str(uuid.uuid4())
+        task_id = keyed_task_id(actor.user, idempotency_key) if idempotency_key else None
+
+        def check_job(view: Projection) -> None:
+            if task_id not in view.tasks:  # a resend reaches its task even if the job is gone
+                resolve_job(view, job_name)
+
+        await ctx.ledger.read(check_job, liveness=False)
+        digest = None
+        if idempotency_key:
+            digest = request_digest("submit", room=room_id, job=job_name, payload=body.payload)
         command = SubmitTask(
-            task_id=task_id,
+            task_id=task_id or str(uuid.uuid4()),
             job_name=job_name,
             room_id=room_id,
             payload=body.payload,
+            request_hash=digest,
             actor=actor,
             now=ctx.clock(),
         )
         decision = await ctx.ledger.execute(command)
-        response.headers["Location"] = f"{PREFIX}/tasks/{task_id}"
+        response.headers["Location"] = f"{PREFIX}/tasks/{command.task_id}"
         response.headers["Retry-After"] = "1"
-        return task_after(decision, task_id)
+        if not decision.events:
+            mark_replayed(response)
+            return await ctx.ledger.read(lambda v: task_view(v, command.task_id), liveness=False)
+        return task_after(decision, command.task_id)
 
     @router.get("/rooms/{room_id}/tasks")
     async def list_room_tasks(
@@ -89,16 +105,34 @@ def task_routes(ctx: RestContext) -> APIRouter:
         return await ctx.ledger.read(query)
 
     @router.post("/tasks/claim")
-    async def claim_task(body: TaskClaimRequest, actor: CurrentActor) -> TaskClaimResponse:
-        """Claim the oldest pending task of the worker's jobs (FIFO, one decision)."""
+    async def claim_task(
+        body: TaskClaimRequest,
+        actor: CurrentActor,
+        response: Response,
+        idempotency_key: IdempotencyKey = None,
+    ) -> TaskClaimResponse:
+        """Claim the oldest pending task of the worker's jobs (FIFO, one decision).
+
+        With `Idempotency-Key`, a resend answers with the task the first claim took,
+        as it is now, and claims nothing new.
+        """
         worker_id = str(body.worker_id)
-        # claim_next refuses unknown and foreign workers itself (404 / 403, as in 0.1.7)
-        command = ClaimTask(task_id="", worker_id=worker_id, actor=actor, now=ctx.clock())
-        decision = await ctx.ledger.claim_next(command)
-        if decision is None:
+        # the core refuses unknown and foreign workers (404 / 403, as in 0.1.7)
+        command = ClaimTask(
+            task_id="",
+            worker_id=worker_id,
+            request_key=idempotency_key or None,
+            actor=actor,
+            now=ctx.clock(),
+        )
+        claimed = await ctx.ledger.claim_next(command)
+        if claimed is None:
             return TaskClaimResponse(task=None)
-        claimed = next(e for e in decision.events if isinstance(e, TaskClaimed))
-        return TaskClaimResponse(task=task_after(decision, claimed.task_id))
+        if claimed.replayed:
+            mark_replayed(response)
+            task = await ctx.ledger.read(lambda v: task_view(v, claimed.task_id), liveness=False)
+            return TaskClaimResponse(task=task)
+        return TaskClaimResponse(task=task_after(claimed.decision, claimed.task_id))
 
     @router.get("/tasks/{task_id}")
     async def get_task(
@@ -131,9 +165,12 @@ def task_routes(ctx: RestContext) -> APIRouter:
 
     @router.patch("/tasks/{task_id}")
     async def update_task(
-        task_id: uuid.UUID, body: TaskUpdateRequest, actor: CurrentActor
+        task_id: uuid.UUID, body: TaskUpdateRequest, actor: CurrentActor, response: Response
     ) -> TaskResponse:
-        """Report a status; `worker_id` and `attempt`, when given, fence the report."""
+        """Report a status; `worker_id` and `attempt`, when given, fence the report.
+
+        The same report again (its answer was lost) answers 200 with the task as stored.
+        """
         command = UpdateTask(
             task_id=str(task_id),
             status=body.status,
@@ -144,6 +181,8 @@ def task_routes(ctx: RestContext) -> APIRouter:
             now=ctx.clock(),
         )
         decision = await ctx.ledger.execute(command)
+        if not decision.events:
+            mark_replayed(response)
         return task_after(decision, command.task_id)
 
     return router

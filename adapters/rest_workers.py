@@ -20,11 +20,13 @@ from .rest_models import (
     worker_response,
     worker_summary,
 )
-from .rest_problems import ProblemRoute
+from .rest_problems import problem_responses
 
 
 def worker_routes(ctx: RestContext) -> APIRouter:
-    router = APIRouter(route_class=ProblemRoute, tags=["workers"])
+    router = APIRouter(
+        route_class=ctx.route_class, tags=["workers"], responses=problem_responses(403, 404, 409)
+    )
     CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
 
     @router.post("/workers", status_code=201)

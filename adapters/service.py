@@ -6,14 +6,23 @@ the store's expected-version check makes racing writers collide, and the loser
 catches up with the log and decides again (a bounded number of times). A decision
 that is a no-op in the new state (a second sweeper seeing the worker already lost)
 then appends nothing, which is what makes racing detectors record one transition.
+
+A committed command is a success: nothing after the append turns it into an error.
+Work after the commit (adopting the stored events into the view, recording liveness,
+filling in queue positions) is best-effort; what it misses the next catch-up reads.
+An append whose outcome is unknown (the connection died around COMMIT) is resolved
+by reading the touched streams back before answering.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 from workerledger.core import (
     ClaimTask,
@@ -23,19 +32,31 @@ from workerledger.core import (
     Emission,
     Emit,
     Event,
-    LedgerState,
     SweepWorker,
     handle,
 )
-from workerledger.core.decide_workers import live_worker, require_owner
-from workerledger.core.errors import TaskNotPendingError
+from workerledger.core.errors import TaskNotFoundError, TaskNotPendingError, WorkerNotOnlineError
 
 from .ports import ConcurrencyError, EventStore, StoredEvent, StoreError
 from .projection import Projection
 
+logger = logging.getLogger(__name__)
+
+READ_BACK_ATTEMPTS = 5
+T = TypeVar("T")
+
 
 class ConflictRetriesExhaustedError(StoreError):
     """Other writers kept winning; the command was not applied."""
+
+
+class Claimed(NamedTuple):
+    """What a claim gave the worker: the task, the decision, and whether this was the
+    resend of an earlier claim with the same Idempotency-Key (nothing new recorded)."""
+
+    task_id: str
+    decision: Decision
+    replayed: bool
 
 
 class LedgerService:
@@ -57,7 +78,7 @@ class LedgerService:
         with self._lock:
             applied = 0
             while True:
-                batch = self.store.read(self.view.position, self.batch)
+                batch = _retrying(lambda: self.store.read(self.view.position, self.batch))
                 for stored in batch:
                     self.view.apply(stored)
                 applied += len(batch)
@@ -65,7 +86,7 @@ class LedgerService:
                     break
             if not liveness:
                 return applied
-            counter, beats = self.store.read_liveness(self.view.liveness_counter)
+            counter, beats = _retrying(lambda: self.store.read_liveness(self.view.liveness_counter))
             for worker_id, at in beats.items():
                 self.view.apply_heartbeat(worker_id, at)
             self.view.liveness_counter = counter
@@ -93,34 +114,42 @@ class LedgerService:
                 if not self._store(durable):
                     self._back_off(attempt)
                     continue
-                self._store_liveness(decision.events)
-                return decision.model_copy(update={"emissions": self._enrich(decision.emissions)})
+                self._store_liveness(decision.events)  # only heartbeats: nothing committed yet
+                return self._after_commit(decision)
             raise ConflictRetriesExhaustedError(
                 f"{command.type} lost {self.max_attempts} races against other writers"
             )
 
-    def claim_next(self, command: ClaimTask) -> Decision | None:
+    def claim_next(self, command: ClaimTask) -> Claimed | None:
         """Claim the oldest pending task the worker can run; None if there is none.
 
-        `command.task_id` is ignored: candidates come from the view, oldest first. An
-        unknown or ended worker, or one of another user, is refused even when the
-        queue is empty (WorkerNotFoundError, ForbiddenError).
+        `command.task_id` is ignored: candidates come from the view, oldest first (or,
+        for a resent `request_key`, the task claimed under it). The core refuses an
+        unknown or ended worker, or one of another user, also when the queue is empty.
         """
         with self._lock:
             self.catch_up(liveness=False)
             worker = self.view.workers.get(command.worker_id)
-            claimant = LedgerState.model_construct(
-                workers={worker.id: worker} if worker else {}, jobs={}, tasks={}
-            )
-            require_owner(command.actor, live_worker(claimant, command.worker_id))
-            for task_id in self.view.claim_candidates(command.worker_id):
+            key = command.request_key
+            earlier = worker.claimed_under(key) if worker is not None and key else None
+            candidates = [earlier] if earlier else self.view.claim_candidates(command.worker_id)
+            for task_id in candidates or [""]:
                 try:
-                    return self.execute(command.model_copy(update={"task_id": task_id}))
+                    decision = self.execute(command.model_copy(update={"task_id": task_id}))
                 except TaskNotPendingError:
                     continue
+                except (TaskNotFoundError, WorkerNotOnlineError):
+                    if candidates:
+                        raise
+                    return None  # checked the worker; there is nothing to claim
+                claimed = decision.state.workers[command.worker_id].claimed_under(key or "")
+                if not decision.events and claimed is not None:
+                    return Claimed(claimed, decision, replayed=True)
+                return Claimed(task_id, decision, replayed=False)
             return None
 
     def _store(self, events: Sequence[Event]) -> bool:
+        """Append `events`; False when another writer won (the caller decides again)."""
         if not events:
             return True
         expected = {event.stream: self.view.version(event.stream) for event in events}
@@ -129,23 +158,70 @@ class LedgerService:
         except ConcurrencyError:
             self.conflicts += 1
             return False
+        except StoreError as error:
+            found = self._read_back(events, expected, error)
+            if found is None:
+                return False
+            stored = found
         self._adopt(stored)
         return True
 
+    def _read_back(
+        self, events: Sequence[Event], expected: Mapping[str, int], cause: StoreError
+    ) -> list[StoredEvent] | None:
+        """Resolve an append whose outcome is unknown by reading its streams back.
+
+        Returns the stored events when the append committed, None when it did not (or
+        another writer's events are there: decide again); raises `cause` if the
+        streams cannot be read either.
+        """
+        for attempt in range(READ_BACK_ATTEMPTS):
+            try:
+                found = [
+                    record
+                    for stream in sorted(expected)
+                    for record in self.store.read_stream(stream, expected[stream])
+                ]
+            except StoreError:
+                self._back_off(attempt + 4)
+                continue
+            if found and _same_events([record.event for record in found], events):
+                logger.warning("append outcome unknown (%s); read back: committed", cause)
+                return sorted(found, key=lambda record: record.position)
+            logger.warning(
+                "append outcome unknown (%s); read back: %s",
+                cause,
+                "another writer's events" if found else "not committed",
+            )
+            self.conflicts += 1
+            return None
+        raise cause
+
     def _adopt(self, stored: list[StoredEvent]) -> None:
+        """Fold our own committed events into the view (after the commit: never raises)."""
         contiguous = all(s.position == self.view.position + 1 + i for i, s in enumerate(stored))
         if contiguous:
             for record in stored:
                 self.view.apply(record)
-        else:
-            self.catch_up()
+            return
+        try:
+            self.catch_up(liveness=False)
+        except Exception:  # the next command's catch-up reads what this one missed
+            logger.warning("catch-up after a commit failed; deferred", exc_info=True)
 
     def _store_liveness(self, events: Sequence[Event]) -> None:
         for event in events:
             if not event.durable and event.stream.startswith("worker:"):
                 worker_id = event.stream.removeprefix("worker:")
-                self.store.record_liveness(worker_id, event.at)
+                _retrying(partial(self.store.record_liveness, worker_id, event.at))
                 self.view.apply_heartbeat(worker_id, event.at)
+
+    def _after_commit(self, decision: Decision) -> Decision:
+        try:
+            return decision.model_copy(update={"emissions": self._enrich(decision.emissions)})
+        except Exception:  # committed: deliver without queue positions rather than fail
+            logger.warning("enriching emissions failed; delivered as decided", exc_info=True)
+            return decision
 
     def _enrich(self, emissions: Sequence[Emission]) -> tuple[Emission, ...]:
         """Fill in `queue_position` of pending task status events from the view."""
@@ -169,3 +245,24 @@ class LedgerService:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _retrying(read: Callable[[], T], attempts: int = 3) -> T:
+    """A read, retried on StoreError: a pooled connection that died (failover, idle
+    kill) fails its first use and is discarded, so the next try gets a fresh one."""
+    for attempt in range(attempts - 1):
+        try:
+            return read()
+        except StoreError as error:
+            logger.info("store read failed (%s); retrying", error)
+            LedgerService._back_off(attempt)
+    return read()
+
+
+def _same_events(found: Sequence[Event], ours: Sequence[Event]) -> bool:
+    """True when the events read back are exactly the ones this append carried."""
+
+    def key(event: Event) -> tuple[str, str]:
+        return event.stream, event.model_dump_json()
+
+    return sorted(map(key, found)) == sorted(map(key, ours))

@@ -9,8 +9,10 @@ snapshotting the same version collide harmlessly on the primary key.
 
 Snapshots are a disposable cache of a fold: `load_entity` takes the latest snapshot
 at or below the wanted version and folds the stream's later events on top. A snapshot
-that cannot be decoded (e.g. the state models changed; bump SNAPSHOT_SCHEMA then) is
-ignored and the stream is folded from its start, so snapshots never change results.
+that cannot be decoded (any error: bad bytes, JSON deeper than the recursion limit, a
+state the models no longer accept; bump SNAPSHOT_SCHEMA when they change) is ignored
+and the stream is folded from its start, so snapshots never change results. States
+are encoded with `json_codec.to_plain`, which has no depth limit.
 The hosts do not need snapshots (their Projection holds every entity); they serve
 history queries and state-at-a-version loads of long-lived workers.
 """
@@ -20,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from pydantic import ValidationError
 from workerledger.core import Event, JobState, LedgerState, TaskState, WorkerState, evolve
 
+from .json_codec import to_plain
 from .ports import EventStore, StoredEvent
 
 Entity = WorkerState | JobState | TaskState
@@ -84,21 +86,19 @@ def encode_entity(stream: str, entity: Entity) -> dict[str, Any]:
     return {
         "stream": stream,
         "schema": SNAPSHOT_SCHEMA,
-        "entity": entity.model_dump(mode="json", by_alias=True),
+        "entity": to_plain(entity),
     }
 
 
 def decode_entity(data: dict[str, Any]) -> tuple[str, Entity] | None:
     """The (stream, entity) of a snapshot payload, or None if it is not usable."""
-    stream = data.get("stream")
-    if data.get("schema") != SNAPSHOT_SCHEMA or not isinstance(stream, str):
-        return None
-    model = _MODELS.get(stream.partition(":")[0])
-    if model is None:
-        return None
     try:
-        return stream, model.model_validate(data["entity"])
-    except (ValidationError, KeyError, TypeError):
+        stream = data.get("stream")
+        if data.get("schema") != SNAPSHOT_SCHEMA or not isinstance(stream, str):
+            return None
+        model = _MODELS.get(stream.partition(":")[0])
+        return None if model is None else (stream, model.model_validate(data["entity"]))
+    except Exception:  # a snapshot is a cache: whatever fails, fold the stream instead
         return None
 
 

@@ -2,7 +2,9 @@
 
 Acks are `{"ok": true}` or `{"error": problem}` with the same problem body as the REST
 adapter (`type`, `title`, `status`, `detail`); malformed payloads are 422
-`invalid-payload`. Clients that do not ask for an ack (zndraw-joblib 0.1.7) get none.
+`invalid-payload`, payloads over a limit name it as REST does (input_limits.py), and
+events beyond a connection's rate are 429 `rate-limited`. Clients that do not ask for
+an ack (zndraw-joblib 0.1.7) get none.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workerledger.core import Actor, DomainError
 
+from .input_limits import InputRefused
 from .ports import StoreError
 from .problems import problem, problem_for
 
 logger = logging.getLogger(__name__)
 Ack = dict[str, Any]
+EVENTS_PER_SECOND = 20.0  # a worker sends a few events per job; a flood is refused
+EVENT_BURST = 40  # a worker joining many job rooms right after connecting
 
 
 class JobRoomPayload(BaseModel):
@@ -34,10 +39,36 @@ class WatchPayload(BaseModel):
 
 
 @dataclass
+class TokenBucket:
+    """Events a connection may send: `burst` at once, refilled at `rate` per second."""
+
+    rate: float
+    burst: int
+    tokens: float  # starts full: `burst`
+    updated: float  # loop time of the last refill
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one (refilled for the time since the last call)."""
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def rate_limited(bucket: TokenBucket) -> InputRefused:
+    detail = f"more than {bucket.rate:g} events/s (burst {bucket.burst}) on this connection"
+    return InputRefused("rate-limited", 429, detail, bucket.burst)
+
+
+@dataclass
 class WorkerSession:
-    """What a connection's Socket.IO session holds: who it is, whom it speaks for."""
+    """What a connection's Socket.IO session holds: who it is, whom it speaks for, and
+    how many events it may still send."""
 
     actor: Actor
+    bucket: TokenBucket
     worker_ids: set[str] = field(default_factory=set)
 
 
@@ -50,7 +81,7 @@ async def answer(work: Coroutine[Any, Any, Ack]) -> Ack:
             f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors()
         )
         return {"error": problem("invalid-payload", 422, detail or "malformed payload")}
-    except (DomainError, StoreError) as error:
+    except (InputRefused, DomainError, StoreError) as error:
         return {"error": problem_for(error)}
     except Exception as error:
         logger.exception("Socket.IO handler failed")

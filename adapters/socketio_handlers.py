@@ -10,11 +10,18 @@
   connection may speak for several workers and jobs). Ack `{"ok": true}` or
   `{"error": {type, title, status, detail}}`; an error changes nothing.
 - `join_room {room_id}` / `leave_room {room_id}`: watchers enter `room:{room_id}`.
+- every event first passes the boundary: the connection's token bucket (`event_burst`
+  events at once, `events_per_second` after that; beyond it the ack is 429
+  `rate-limited` and nothing is recorded), then the payload's limits (depth, Unicode,
+  finite numbers, lengths of job names, worker ids and room ids; input_limits.py).
+  A message over `max_http_buffer_size` (the host sets it to the body limit) never
+  reaches a handler: engine.io closes the connection.
 - `disconnect(sid, reason)`: never raises (python-socketio would strand the sid in its
   rooms); releases the session's workers with `cleanup_worker` in a background task,
   so the sid leaves its rooms at once, and expires the grace window on a timer.
 
-Several hosts share rooms and emits through Redis (`ResyncingRedisManager`). Redis
+Several hosts share rooms and emits through Redis (`ResyncingRedisManager`, in
+socketio_redis.py and importable from here). Redis
 pub/sub is fire-and-forget: while a host cannot reach Redis, what other hosts emit
 to its clients is lost (the state is not: it is in the event store). When the host's
 subscription comes back, `WorkerSockets.resync_local` tells its own clients to
@@ -37,74 +44,26 @@ from workerledger.core.errors import InvalidRoomIdError
 from .auth import Authenticator, Clock, socketio_token, utc_now
 from .cleanup import cleanup_worker, expire_grace
 from .emitter import SocketIOServer
+from .input_limits import DEFAULT_LIMITS, InputLimits, check_length, check_value
 from .ledger import Ledger
 from .projection import Projection
-from .socketio_acks import Ack, JobRoomPayload, WatchPayload, WorkerSession, answer
+from .socketio_acks import (
+    EVENT_BURST,
+    EVENTS_PER_SECOND,
+    Ack,
+    JobRoomPayload,
+    TokenBucket,
+    WatchPayload,
+    WorkerSession,
+    answer,
+    rate_limited,
+)
+from .socketio_redis import ResyncingRedisManager as ResyncingRedisManager
 
 logger = logging.getLogger(__name__)
 SESSION_KEY = "workerledger"
 WATCHERS_PREFIX = "room:"
 JOB_ROOM_PREFIX = "jobs:"
-
-
-class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """`socketio.AsyncRedisManager` that reports every re-subscription after a lost
-    connection to Redis (`on_resubscribe`), and retries at most every
-    `max_retry_seconds` instead of the library's 60 s.
-
-    `_redis_listen_with_retries` follows python-socketio 5.18's own loop (pinned <6);
-    only the hook and the cap are added. Messages published while the subscription was
-    down are gone; the hook is where the host makes its clients resynchronise.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        channel: str,
-        on_resubscribe: Callable[[], Coroutine[Any, Any, object]] | None = None,
-        max_retry_seconds: float = 5.0,
-    ) -> None:
-        super().__init__(url, channel=channel)
-        self.on_resubscribe = on_resubscribe
-        self.max_retry_seconds = max_retry_seconds
-        self.resubscriptions = 0
-        self._hooks: set[asyncio.Task[object]] = set()
-
-    async def _redis_listen_with_retries(self) -> Any:
-        retry_sleep = 1.0
-        subscribed = False
-        lost = False
-        while True:
-            try:
-                if not subscribed:
-                    self._redis_connect()
-                    await self.pubsub.subscribe(self.channel)
-                    subscribed = True
-                    retry_sleep = 1.0
-                    if lost:
-                        lost = False
-                        self._resubscribed()
-                async for message in self.pubsub.listen():
-                    yield message
-            except Exception as exc:
-                logger.warning(
-                    "Socket.IO manager cannot receive from Redis (%s); retrying in %.0f s",
-                    exc,
-                    retry_sleep,
-                )
-                subscribed = False
-                lost = True
-                await asyncio.sleep(retry_sleep)
-                retry_sleep = min(retry_sleep * 2, self.max_retry_seconds)
-
-    def _resubscribed(self) -> None:
-        self.resubscriptions += 1
-        logger.warning("Socket.IO manager subscribed to Redis again; resynchronising clients")
-        if self.on_resubscribe is not None:
-            task = asyncio.get_running_loop().create_task(self.on_resubscribe())
-            self._hooks.add(task)
-            task.add_done_callback(self._hooks.discard)
 
 
 class WorkerSockets:
@@ -120,8 +79,16 @@ class WorkerSockets:
         heartbeat_timeout_seconds: float,
         clock: Clock = utc_now,
         namespace: str = "/",
+        limits: InputLimits = DEFAULT_LIMITS,
+        events_per_second: float = EVENTS_PER_SECOND,
+        event_burst: int = EVENT_BURST,
     ) -> None:
         self.sio, self.ledger, self.authenticate = sio, ledger, authenticate
+        self.limits, self.events_per_second, self.event_burst = (
+            limits,
+            events_per_second,
+            event_burst,
+        )
         self.grace_seconds = grace_seconds
         self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
         self.clock, self.namespace = clock, namespace
@@ -149,7 +116,11 @@ class WorkerSockets:
             token = socketio_token(environ, auth)
             actor = self.authenticate(token) if token else None
             if actor is not None:
-                session = {SESSION_KEY: WorkerSession(actor=actor)}
+                now = asyncio.get_running_loop().time()
+                bucket = TokenBucket(
+                    self.events_per_second, self.event_burst, self.event_burst, now
+                )
+                session = {SESSION_KEY: WorkerSession(actor=actor, bucket=bucket)}
                 await self.sio.save_session(sid, session, namespace=self.namespace)
                 self.local_sids.add(sid)
                 return
@@ -197,19 +168,35 @@ class WorkerSockets:
     # --- events -----------------------------------------------------------------------
 
     async def on_join_job_room(self, sid: str, data: object = None) -> Ack:
-        return await answer(self._join(sid, data))
+        return await answer(self._admitted(sid, data, self._join))
 
     async def on_leave_job_room(self, sid: str, data: object = None) -> Ack:
-        return await answer(self._leave(sid, data))
+        return await answer(self._admitted(sid, data, self._leave))
 
     async def on_join_room(self, sid: str, data: object = None) -> Ack:
-        return await answer(self._watch(sid, data, enter=True))
+        return await answer(self._admitted(sid, data, self._enter))
 
     async def on_leave_room(self, sid: str, data: object = None) -> Ack:
-        return await answer(self._watch(sid, data, enter=False))
+        return await answer(self._admitted(sid, data, self._exit))
+
+    async def _admitted(
+        self, sid: str, data: object, handle: Callable[[str, object], Coroutine[Any, Any, Ack]]
+    ) -> Ack:
+        """The boundary of every event: the connection's rate, then the payload's limits."""
+        session = await self._session(sid)
+        if not session.bucket.take(asyncio.get_running_loop().time()):
+            raise rate_limited(session.bucket)
+        check_value(data, self.limits)
+        return await handle(sid, data)
+
+    def _job_room_payload(self, data: object) -> JobRoomPayload:
+        payload = JobRoomPayload.model_validate(data)
+        check_length("job_name", payload.job_name, self.limits.max_full_job_name_length)
+        check_length("worker_id", payload.worker_id, self.limits.max_key_length)
+        return payload
 
     async def _join(self, sid: str, data: object) -> Ack:
-        payload = JobRoomPayload.model_validate(data)
+        payload = self._job_room_payload(data)
         session = await self._session(sid)
         worker_id = payload.worker_id
         added = worker_id not in session.worker_ids
@@ -230,7 +217,7 @@ class WorkerSockets:
         return {"ok": True}
 
     async def _leave(self, sid: str, data: object) -> Ack:
-        payload = JobRoomPayload.model_validate(data)
+        payload = self._job_room_payload(data)
         session = await self._session(sid)
         command = LeaveJobRoom(
             worker_id=payload.worker_id,
@@ -242,9 +229,15 @@ class WorkerSockets:
         await self.ledger.execute(command)
         return {"ok": True}
 
+    async def _enter(self, sid: str, data: object) -> Ack:
+        return await self._watch(sid, data, enter=True)
+
+    async def _exit(self, sid: str, data: object) -> Ack:
+        return await self._watch(sid, data, enter=False)
+
     async def _watch(self, sid: str, data: object, *, enter: bool) -> Ack:
         payload = WatchPayload.model_validate(data)
-        await self._session(sid)  # authenticated connections only
+        check_length("room_id", payload.room_id, self.limits.max_room_id_length)
         if not is_valid_room_id(payload.room_id):
             raise InvalidRoomIdError(f"invalid room id {payload.room_id!r}")
         room = room_of_watchers(payload.room_id)
@@ -340,11 +333,16 @@ def register_socketio_handlers(
     clock: Clock = utc_now,
     namespace: str = "/",
     handle_disconnect: bool = True,
+    limits: InputLimits = DEFAULT_LIMITS,
+    events_per_second: float = EVENTS_PER_SECOND,
+    event_burst: int = EVENT_BURST,
 ) -> WorkerSockets:
     """Install the workerledger handlers on `sio` and return them (the sweeper needs them).
 
     With `handle_disconnect=False` the host keeps its own `disconnect` handler and calls
     `cleanup_worker(ledger, worker_id, sid, ...)` for each id of `await sockets.detach(sid)`.
+    `limits`, `events_per_second` and `event_burst` bound every event (README, "Limits");
+    give the AsyncServer `max_http_buffer_size=limits.max_body_bytes` as well.
     """
     sockets = WorkerSockets(
         sio,
@@ -354,6 +352,9 @@ def register_socketio_handlers(
         heartbeat_timeout_seconds=heartbeat_timeout_seconds,
         clock=clock,
         namespace=namespace,
+        limits=limits,
+        events_per_second=events_per_second,
+        event_burst=event_burst,
     )
     sockets.install(handle_disconnect=handle_disconnect)
     return sockets

@@ -7,7 +7,10 @@ Every `interval_seconds` it
 2. issues `SweepWorker` for each of the view's sweep candidates (silent REST-only
    workers, expired grace windows). The core re-checks each one, so racing sweepers
    on other hosts are harmless no-ops;
-3. wakes long-polls so they see changes committed by other hosts (the fallback bound;
+3. issues `ExpireClaim` for each CLAIMED task whose claim lease ran out (a worker
+   that never started it: its claim answer was lost, or it hangs), so a lost answer
+   costs at most `claim_timeout_seconds`; the core re-checks each one;
+4. wakes long-polls so they see changes committed by other hosts (the fallback bound;
    on PostgreSQL the host's CommitListener wakes them at once, see task_waiters.py).
 Errors are logged and the loop continues.
 """
@@ -20,7 +23,14 @@ import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from workerledger.core import Actor, RecordHeartbeat, SweepWorker, WorkerStatus
+from workerledger.core import (
+    Actor,
+    Command,
+    ExpireClaim,
+    RecordHeartbeat,
+    SweepWorker,
+    WorkerStatus,
+)
 from workerledger.core.errors import DomainError
 
 from .auth import Clock, utc_now
@@ -28,6 +38,9 @@ from .ledger import Ledger
 from .projection import Projection
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_CLAIM_TIMEOUT_SECONDS = 30.0
+"""A CLAIMED task its live worker has not started within this long is requeued."""
 
 
 class Sweeper:
@@ -40,8 +53,10 @@ class Sweeper:
         local_sids: Callable[[], Collection[str]] = frozenset,
         on_tick: Callable[[], None] | None = None,
         clock: Clock = utc_now,
+        claim_timeout_seconds: float | None = DEFAULT_CLAIM_TIMEOUT_SECONDS,
     ) -> None:
         self.ledger = ledger
+        self.claim_timeout_seconds = claim_timeout_seconds
         self.interval_seconds = interval_seconds
         self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
         self.local_sids = local_sids
@@ -59,17 +74,32 @@ class Sweeper:
         ended: list[str] = []
         for worker_id in candidates:
             command = SweepWorker(worker_id=worker_id, heartbeat_timeout_seconds=timeout, now=now)
-            try:
-                if (await self.ledger.execute(command)).events:
-                    ended.append(worker_id)
-            except DomainError as error:
-                logger.debug("sweep of %s: %s", worker_id, error.detail)
-            except Exception:
-                logger.exception("sweep of worker %s failed", worker_id)
+            if await self._run(command):
+                ended.append(worker_id)
+        await self._expire_claims(now)
         self.sweeps += 1
         if self.on_tick is not None:
             self.on_tick()
         return ended
+
+    async def _expire_claims(self, now: datetime) -> None:
+        lease = self.claim_timeout_seconds
+        if lease is None:
+            return
+        expired = await self.ledger.read(lambda view: view.expired_claims(now, lease))
+        for task_id in expired:
+            if await self._run(ExpireClaim(task_id=task_id, claim_timeout_seconds=lease, now=now)):
+                logger.info("task %s requeued: claim not started within %ss", task_id, lease)
+
+    async def _run(self, command: Command) -> bool:
+        """Execute one sweep command; True if it recorded anything. Never raises."""
+        try:
+            return bool((await self.ledger.execute(command)).events)
+        except DomainError as error:  # ended or moved on meanwhile
+            logger.debug("%s: %s", command.type, error.detail)
+        except Exception:
+            logger.exception("%s failed", command.type)
+        return False
 
     async def _refresh_attached(self, now: datetime) -> None:
         sids = frozenset(self.local_sids())

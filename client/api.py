@@ -1,11 +1,15 @@
 """The REST side of the zndraw-joblib protocol (`/v1/joblib`), one method per route.
 
 Every method either returns the decoded answer or raises: `ServerUnavailableError` for
-transport failures and 5xx (retryable), a `ServerError` subclass for 4xx.
+transport failures and 5xx (retryable), a `ServerError` subclass for 4xx. Submit and
+claim carry an `Idempotency-Key` chosen by the caller once per logical call, so that a
+retry after a lost answer returns the first outcome instead of making a second one.
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -14,6 +18,28 @@ from .errors import ServerUnavailableError, server_error
 from .models import TaskInfo
 
 PREFIX = "/v1/joblib"
+REPLAYED = "Idempotent-Replayed"
+# Raised before the request left this process: the server cannot have handled it.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one logical write; every retry of that write re-sends it."""
+    return f"wl-{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A decoded answer and whether the server replayed it for a repeated key."""
+
+    body: Any
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class ClaimAnswer:
+    task: TaskInfo | None
+    replayed: bool
 
 
 @runtime_checkable
@@ -30,12 +56,23 @@ class ApiManager(Protocol):
 
 
 class TokenApi:
-    """The default `ApiManager`: a base URL and a bearer token."""
+    """The default `ApiManager`: a base URL and a bearer token.
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0) -> None:
+    `transport` replaces httpx's own (for proxies, custom TLS, or tests that wrap the
+    real transport to lose answers); None uses httpx's default.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._token = token
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, transport=transport)
 
     @property
     def base_url(self) -> str:
@@ -74,6 +111,17 @@ class Rest:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Any:
+        return self.send(method, path, json=json, headers=headers, timeout=timeout).body
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Answer:
         url = f"{self.api.base_url}{PREFIX}{path}"
         all_headers = {**self.api.get_headers(), **(headers or {})}
         try:
@@ -81,12 +129,15 @@ class Rest:
                 method, url, json=json, headers=all_headers, timeout=timeout or self.timeout
             )
         except httpx.HTTPError as error:
-            raise ServerUnavailableError(f"{method} {path}: {error!r}") from error
+            raise ServerUnavailableError(
+                f"{method} {path}: {error!r}", ambiguous=not isinstance(error, NOT_SENT)
+            ) from error
         if response.status_code >= 500:
             raise ServerUnavailableError(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code >= 400:
             raise server_error(response.status_code, _body(response))
-        return _body(response) if response.content else None
+        replayed = response.headers.get(REPLAYED, "").strip().lower() == "true"
+        return Answer(_body(response) if response.content else None, replayed)
 
     def register_job(
         self,
@@ -107,10 +158,11 @@ class Rest:
     def delete_worker(self, worker_id: str, *, timeout: float) -> None:
         self.request("DELETE", f"/workers/{worker_id}", timeout=timeout)
 
-    def claim(self, worker_id: str) -> TaskInfo | None:
-        answer = self.request("POST", "/tasks/claim", json={"worker_id": worker_id})
-        task = answer.get("task") if isinstance(answer, dict) else None
-        return TaskInfo.model_validate(task) if task else None
+    def claim(self, worker_id: str, *, idempotency_key: str | None = None) -> ClaimAnswer:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        answer = self.send("POST", "/tasks/claim", json={"worker_id": worker_id}, headers=headers)
+        task = answer.body.get("task") if isinstance(answer.body, dict) else None
+        return ClaimAnswer(TaskInfo.model_validate(task) if task else None, answer.replayed)
 
     def update_task(
         self,
@@ -136,9 +188,17 @@ class Rest:
         answer = self.request("GET", f"/tasks/{task_id}", headers=headers, timeout=timeout)
         return TaskInfo.model_validate(answer)
 
-    def submit(self, room_id: str, job_name: str, payload: dict[str, Any]) -> TaskInfo:
+    def submit(
+        self,
+        room_id: str,
+        job_name: str,
+        payload: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> TaskInfo:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         answer = self.request(
-            "POST", f"/rooms/{room_id}/tasks/{job_name}", json={"payload": payload}
+            "POST", f"/rooms/{room_id}/tasks/{job_name}", json={"payload": payload}, headers=headers
         )
         return TaskInfo.model_validate(answer)
 

@@ -3,7 +3,9 @@
 The server answers domain errors as problem+json with a type `/v1/problems/<code>`;
 `ServerError.code` is that `<code>` (or `http-<status>` for other error bodies).
 Transport failures (server unreachable, timeouts, 5xx) are `ServerUnavailableError`
-and are the only errors the client retries.
+and are the only errors the client retries; `ambiguous` says whether the server may
+have handled the request anyway (its answer was lost), which decides whether a later
+refusal of the retry has to be settled by reading the task back.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ class ClientError(Exception):
 
 
 class ServerUnavailableError(ClientError):
-    """The server could not be reached or answered 5xx; worth retrying later."""
+    """The server could not be reached or answered 5xx; worth retrying later.
+
+    `ambiguous` is False only when the request certainly never reached the server
+    (connection refused, connect timeout); a lost answer or a 5xx may follow a commit.
+    """
+
+    def __init__(self, message: str, *, ambiguous: bool = True) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
 
 
 class ServerError(ClientError):

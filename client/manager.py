@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
+import httpx
 import socketio
 
-from .api import ApiManager, Rest, TokenApi, bearer_token
+from .api import ApiManager, Rest, TokenApi, bearer_token, new_idempotency_key
 from .errors import ClientError
 from .models import GLOBAL_ROOM, ClaimedTask, Extension, TaskInfo
 from .realtime import SocketLink, new_socketio_client
+from .retry import retry_transient
 from .runner import Execute, TaskRunner
 from .session import Job, Session
 from .shutdown import leave, stop_signals
@@ -31,7 +33,12 @@ class JobManager:
     an `ApiManager` supplying an httpx client and headers. `sio` is a
     `socketio.Client` to use, True to build one (websocket transport), or False
     for a REST-only worker. With `execute`, tasks are claimed and run in the
-    background; without it, use `listen()`.
+    background; without it, use `listen()`. `transport` (only with a URL) is the
+    httpx transport of the REST calls, e.g. a wrapper around `httpx.HTTPTransport`.
+
+    Writes are retried on transport failures and 5xx for up to `report_timeout`
+    (registration: `startup_timeout`); submit and claim carry an `Idempotency-Key`
+    re-sent on every retry, so a lost answer never duplicates or strands a task.
     """
 
     def __init__(
@@ -49,14 +56,17 @@ class JobManager:
         report_timeout: float = 120.0,
         drain_timeout: float = 10.0,
         shutdown_timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._own_api: TokenApi | None = None
         if isinstance(server, str):
             token = token or os.environ.get("WORKERLEDGER_TOKEN")
             if not token:
                 raise ValueError("a bearer token is needed (argument or WORKERLEDGER_TOKEN)")
-            self._own_api = TokenApi(server, token, timeout=request_timeout)
+            self._own_api = TokenApi(server, token, timeout=request_timeout, transport=transport)
             server = self._own_api
+        elif transport is not None:
+            raise ValueError("transport= needs a URL; an ApiManager brings its own httpx client")
         self.api: ApiManager = server
         self._session = Session(
             Rest(server, request_timeout), ack_timeout=ack_timeout, startup_timeout=startup_timeout
@@ -179,17 +189,30 @@ class JobManager:
         """Cancel a held task (fenced by its attempt), or any task id you submitted."""
         if isinstance(task, ClaimedTask):
             return self._runner.report(task, "cancelled", error)
-        return self._session.rest.update_task(task, "cancelled", error=error)
+        return self._runner.report_status(task, "cancelled", error, None, None)
 
     # -- tasks: submitter side -----------------------------------------------
 
     def submit(
         self, extension: Extension, room: str = GLOBAL_ROOM, *, job_room: str = GLOBAL_ROOM
     ) -> str:
-        """Submit a task for `type(extension)`'s job in `job_room`, from `room`."""
+        """Submit a task for `type(extension)`'s job in `job_room`, from `room`.
+
+        Retried under one `Idempotency-Key`: a resend after a lost answer returns the
+        task the first try created, never a second task.
+        """
         job_name = type(extension).full_name(job_room)
         payload = extension.model_dump(mode="json")
-        return self._session.rest.submit(room, job_name, payload).id
+        key = new_idempotency_key()
+        session = self._session
+        task = retry_transient(
+            lambda: session.rest.submit(room, job_name, payload, idempotency_key=key),
+            stop=session.stop,
+            deadline_seconds=self._runner.report_timeout,
+            what=f"submit {job_name}",
+            outage=session.outage,
+        )
+        return task.id
 
     def get_task(self, task_id: str) -> TaskInfo:
         return self._session.rest.get_task(task_id)

@@ -22,7 +22,7 @@ def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 5.0) -> floa
 def retry_transient(
     call: Callable[[], T],
     *,
-    stop: threading.Event,
+    stop: threading.Event | None,
     deadline_seconds: float | None,
     what: str,
     outage: OutageLog,
@@ -31,7 +31,10 @@ def retry_transient(
 
     `ServerUnavailableError` is retried with backoff until `stop` is set or
     `deadline_seconds` (None: forever) have passed; then the last error is raised.
+    Only calls that are safe to resend belong here: reads, heartbeats, deletes, and
+    writes that carry an idempotency key (a replay returns the first outcome).
     """
+    stop = stop or threading.Event()
     waited = 0.0
     attempt = 0
     while True:

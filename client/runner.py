@@ -1,8 +1,10 @@
 """Claiming, running and reporting tasks, and the two background loops.
 
 Reports carry the claim's `worker_id` and `attempt` (the fencing token). A report the
-server refuses as stale, or on a task that already ended, is logged once and dropped;
-only transport failures are retried, for at most `report_timeout` seconds.
+server refuses as stale, or on a task that already ended, is logged once and dropped.
+Transport failures and 5xx are retried for at most `report_timeout` seconds; a claim
+re-sends its `Idempotency-Key`, and a report the server cannot place is settled by
+reading the task back (reports.py), so a lost answer never strands a task.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .api import ClaimAnswer, new_idempotency_key
 from .errors import (
     ServerError,
     ServerUnavailableError,
@@ -22,6 +25,7 @@ from .errors import (
     WorkerGoneError,
 )
 from .models import ClaimedTask, TaskInfo
+from .reports import Report, place
 from .retry import retry_transient
 from .session import Session
 
@@ -53,7 +57,7 @@ class TaskRunner:
             if worker_id is None:
                 return None  # not registered yet, or re-registration pending
             try:
-                info = s.rest.claim(worker_id)
+                answer = self._claim_once(worker_id)
             except WorkerGoneError:
                 s.worker_gone(worker_id, "claim")
                 continue
@@ -61,12 +65,33 @@ class TaskRunner:
                 if error.code == "worker-not-online":
                     return None  # socket dropped; claims resume once the rooms are re-joined
                 raise
+            info = answer.task
             if info is None:
                 return None
+            if answer.replayed and (info.worker_id != worker_id or info.status != "claimed"):
+                # A replayed claim whose task moved on (its lease expired, or it was
+                # cancelled) is not ours to run; claim afresh under a new key.
+                logger.info(
+                    "claim replay: task %s is %s held by %s; not running it",
+                    info.id, info.status, info.worker_id,
+                )  # fmt: skip
+                continue
             task = self._accept(info, worker_id)
             if task is not None:
                 return task
         return None
+
+    def _claim_once(self, worker_id: str) -> ClaimAnswer:
+        """One logical claim: retried under one key, so a lost answer is replayed."""
+        s = self.session
+        key = new_idempotency_key()
+        return retry_transient(
+            lambda: s.rest.claim(worker_id, idempotency_key=key),
+            stop=s.stop,
+            deadline_seconds=self.report_timeout,
+            what="claim",
+            outage=s.outage,
+        )
 
     def _accept(self, info: TaskInfo, worker_id: str) -> ClaimedTask[Any] | None:
         job = self.session.job(info.job_name)
@@ -94,15 +119,19 @@ class TaskRunner:
 
     def _reject(self, info: TaskInfo, worker_id: str, reason: str) -> None:
         logger.error("task %s failed without running: %s", info.id, reason)
-        self.report_status(info.id, "failed", reason, worker_id, info.attempt)
+        try:
+            self.report_status(info.id, "failed", reason, worker_id, info.attempt)
+        except (StaleAttemptError, TaskCancelledError) as moved_on:
+            logger.info("task %s moved on meanwhile: %s", info.id, moved_on)
 
     # -- reporting -----------------------------------------------------------
 
     def report(self, task: ClaimedTask[Any], status: str, error: str | None = None) -> TaskInfo:
-        """PATCH the task with the claim's fencing token; raises on refusal."""
+        """PATCH the task with the claim's fencing token; raises on refusal
+        (`TaskCancelledError` when the read-back found the task cancelled)."""
         try:
             info = self.report_status(task.task_id, status, error, task.worker_id, task.attempt)
-        except ServerError:
+        except (ServerError, TaskCancelledError):
             self.session.release(task)
             raise
         if info.is_terminal:
@@ -110,15 +139,18 @@ class TaskRunner:
         return info
 
     def report_status(
-        self, task_id: str, status: str, error: str | None, worker_id: str, attempt: int | None
+        self,
+        task_id: str,
+        status: str,
+        error: str | None,
+        worker_id: str | None,
+        attempt: int | None,
     ) -> TaskInfo:
-        return retry_transient(
-            lambda: self.session.rest.update_task(
-                task_id, status, error=error, worker_id=worker_id, attempt=attempt
-            ),
+        return place(
+            self.session.rest,
+            Report(task_id, status, error, worker_id, attempt),
             stop=self.abort,
             deadline_seconds=self.report_timeout,
-            what=f"report task {task_id} {status}",
             outage=self.session.outage,
         )
 
@@ -155,6 +187,10 @@ class TaskRunner:
                 "task %s: %s report rejected as stale (attempt %s); the task was "
                 "reassigned, dropping it: %s", task.task_id, status, task.attempt, refusal.detail,
             )  # fmt: skip
+        except TaskCancelledError as cancelled:
+            logger.info("task %s was cancelled on the server: %s", task.task_id, cancelled)
+            task.mark_cancelled(str(cancelled))
+            return False
         except WorkerGoneError:
             logger.warning("task %s: %s report refused, worker gone", task.task_id, status)
             self.session.worker_gone(task.worker_id, f"report of task {task.task_id}")
@@ -181,17 +217,24 @@ class TaskRunner:
         """First beat at once, then every `interval`; also rechecks held tasks."""
         s = self.session
         while not s.stop.is_set():
-            self._guarded("heartbeat", self.beat)
+            self._guarded("heartbeat", lambda: self.beat(retry_seconds=interval))
             s.stop.wait(interval)
 
-    def beat(self) -> None:
+    def beat(self, retry_seconds: float = 0.0) -> None:
+        """One heartbeat, retried for up to `retry_seconds` (a beat is safe to resend)."""
         s = self.session
         s.ensure_registered()
         worker_id = s.worker_id
         if worker_id is None:
             return
         try:
-            s.rest.heartbeat(worker_id)
+            retry_transient(
+                lambda: s.rest.heartbeat(worker_id),
+                stop=s.stop,
+                deadline_seconds=retry_seconds,
+                what="heartbeat",
+                outage=s.outage,
+            )
         except WorkerGoneError:
             s.worker_gone(worker_id, "heartbeat")
             return

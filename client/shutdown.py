@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from .errors import ServerError, ServerUnavailableError
+from .retry import retry_transient
 from .runner import SHUTDOWN_REASON, TaskRunner
 from .session import Session
 
@@ -70,8 +71,19 @@ def _join(threads: list[threading.Thread], timeout: float) -> None:
 
 
 def _delete(session: Session, worker_id: str, timeout: float) -> bool:
+    """DELETE the worker, retried within `timeout`; 404 (also after a lost answer to an
+    earlier try that did remove it) counts as removed."""
+    deadline = time.monotonic() + timeout
     try:
-        session.rest.delete_worker(worker_id, timeout=timeout)
+        retry_transient(
+            lambda: session.rest.delete_worker(
+                worker_id, timeout=max(0.1, min(session.rest.timeout, deadline - time.monotonic()))
+            ),
+            stop=None,
+            deadline_seconds=timeout,
+            what=f"remove worker {worker_id}",
+            outage=session.outage,
+        )
     except ServerUnavailableError as error:
         logger.error(
             "could not remove worker %s: server unreachable (%s); the server will release "

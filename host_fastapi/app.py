@@ -9,6 +9,11 @@ Several hosts: with `SOCKETIO_MANAGER_URL` the server uses `ResyncingRedisManage
 `SOCKETIO_CHANNEL` (emits and room operations reach every host; after a Redis outage
 each host tells its own clients to resynchronise); on PostgreSQL a `CommitListener`
 LISTENs for the log's NOTIFY so long-polls wake when another host commits.
+
+Start-up that fails on the store (an event in the log that cannot be decoded, a
+database that cannot be read) fails the ASGI lifespan with that StoreError's one line
+as the message, instead of a traceback; unreadable read-model rows never fail it
+(`restore_view` folds the log instead).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from fastapi import FastAPI
 from workerledger.adapters.auth import StaticTokens
 from workerledger.adapters.emitter import CompositeEmitter, SocketIOEmitter
 from workerledger.adapters.ledger import Ledger
+from workerledger.adapters.ports import StoreError
 from workerledger.adapters.read_model_tables import restore_view, tables_of
 from workerledger.adapters.rest_router import create_router
 from workerledger.adapters.service import LedgerService
@@ -79,6 +85,7 @@ def build_host(settings: Settings | None = None) -> Host:
         client_manager=manager,
         ping_interval=settings.ping_interval_seconds,
         ping_timeout=settings.ping_timeout_seconds,
+        max_http_buffer_size=settings.max_body_bytes,
     )
     waiters = TaskWaiters()
     ledger = Ledger(
@@ -92,6 +99,9 @@ def build_host(settings: Settings | None = None) -> Host:
         authenticate,
         grace_seconds=settings.disconnect_grace_seconds,
         heartbeat_timeout_seconds=timeout,
+        limits=settings.input_limits(),
+        events_per_second=settings.socketio_rate,
+        event_burst=settings.socketio_burst,
     )
     if manager is not None:
         manager.on_resubscribe = sockets.resync_local
@@ -101,6 +111,7 @@ def build_host(settings: Settings | None = None) -> Host:
         heartbeat_timeout_seconds=timeout,
         local_sids=lambda: sockets.local_sids,
         on_tick=waiters.notify_all,
+        claim_timeout_seconds=settings.claim_timeout_seconds,
     )
 
     tables = tables_of(ledger.service.store)
@@ -118,10 +129,17 @@ def build_host(settings: Settings | None = None) -> Host:
             except Exception:
                 logger.exception("read-model checkpoint failed; retrying next interval")
 
+    startup_failures: list[str] = []
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # start from the read-model tables, then fold what the log holds beyond them
-        await ledger.call(lambda: restore_view(ledger.service))
+        try:
+            await ledger.call(lambda: restore_view(ledger.service))
+        except StoreError as error:
+            startup_failures.append(f"workerledger cannot start: {error}")
+            await asyncio.to_thread(ledger.close)
+            raise
         if manager is not None and not sio.manager_initialized:
             # subscribe now rather than at the first connection, so that a client's
             # first room operations already hear the other hosts
@@ -150,6 +168,7 @@ def build_host(settings: Settings | None = None) -> Host:
             waiters=waiters,
             allowed_categories=settings.allowed_categories,
             long_poll_max_wait_seconds=settings.long_poll_max_wait_seconds,
+            limits=settings.input_limits(),
         )
     )
 
@@ -157,8 +176,25 @@ def build_host(settings: Settings | None = None) -> Host:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    asgi = socketio.ASGIApp(sio, other_asgi_app=api)
+    asgi = _reporting_startup_failures(socketio.ASGIApp(sio, other_asgi_app=api), startup_failures)
     return Host(asgi, api, sio, ledger, sockets, sweeper, settings)
+
+
+def _reporting_startup_failures(app: Any, failures: list[str]) -> Any:
+    """`app`, whose failed lifespan start-up says `failures[-1]` instead of a traceback."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def send_message(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed" and failures:
+                message = {**message, "message": failures[-1]}
+            await send(message)
+
+        await app(scope, receive, send_message)
+
+    return asgi
 
 
 def _commit_listener(

@@ -1,13 +1,17 @@
 """Host settings from `WORKERLEDGER_*` environment variables (pydantic-settings).
 
 Each default carries its reason in the field description (`workerledger serve --help`
-and the README list them).
+and the README list them). The input limits (`MAX_*`, `SOCKETIO_RATE` / `_BURST`) take
+their defaults from `adapters.input_limits`, the same ones `create_router` and
+`register_socketio_handlers` use for embedding hosts.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from workerledger.adapters.input_limits import DEFAULT_LIMITS, InputLimits
+from workerledger.adapters.socketio_acks import EVENT_BURST, EVENTS_PER_SECOND
 from workerledger.adapters.store_url import DEFAULT_DATABASE_URL
 from workerledger.core.model import DEFAULT_CATEGORIES
 
@@ -42,6 +46,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Reaping lag after a timeout, and how often a host refreshes its attached "
         "workers; one pass over the in-memory view is cheap.",
+    )
+    claim_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Claim lease: a CLAIMED task its live worker has not reported running "
+        "within this long is requeued (its attempt fenced), so a lost claim answer strands "
+        "a task for at most this long plus one sweep. Workers report running at once.",
     )
     checkpoint_interval_seconds: float = Field(
         default=10.0,
@@ -85,3 +96,69 @@ class Settings(BaseSettings):
         "uses the same one; separate deployments (or test runs) sharing a Redis use their own, "
         "so they neither hear nor pay for each other's traffic.",
     )
+    max_body_bytes: int = Field(
+        default=DEFAULT_LIMITS.max_body_bytes,
+        ge=1024,
+        description="Largest REST body and Socket.IO message (413 `body-too-large`): room for "
+        "any real job schema or task payload, while a flood of big bodies cannot fill memory "
+        "or the log.",
+    )
+    max_json_depth: int = Field(
+        default=DEFAULT_LIMITS.max_json_depth,
+        ge=2,
+        le=200,
+        description="Deepest nesting of objects/arrays in a body or event payload (422 "
+        "`json-too-deep`); far below the recursion limits of the parsers and serialisers "
+        "a stored value passes through, so everything accepted can be read back.",
+    )
+    max_room_id_length: int = Field(
+        default=DEFAULT_LIMITS.max_room_id_length,
+        ge=1,
+        description="Longest room id (422 `value-too-long`).",
+    )
+    max_job_name_length: int = Field(
+        default=DEFAULT_LIMITS.max_job_name_length,
+        ge=1,
+        description="Longest job `name` (422 `value-too-long`); a full name "
+        "`room:category:name` is bounded by the three lengths.",
+    )
+    max_category_length: int = Field(
+        default=DEFAULT_LIMITS.max_category_length,
+        ge=1,
+        description="Longest category (422 `value-too-long`).",
+    )
+    max_key_length: int = Field(
+        default=DEFAULT_LIMITS.max_key_length,
+        ge=1,
+        description="Longest Idempotency-Key and Socket.IO worker id (422 `value-too-long`).",
+    )
+    max_error_length: int = Field(
+        default=DEFAULT_LIMITS.max_error_length,
+        ge=1,
+        description="Longest `error` text of a task report (422 `value-too-long`): room for "
+        "a traceback.",
+    )
+    socketio_rate: float = Field(
+        default=EVENTS_PER_SECOND,
+        gt=0,
+        description="Socket.IO events per second per connection after the burst (ack 429 "
+        "`rate-limited`, nothing recorded): a worker sends a few per job, so any client can no "
+        "longer grow the log at request rate.",
+    )
+    socketio_burst: int = Field(
+        default=EVENT_BURST,
+        ge=1,
+        description="Socket.IO events a connection may send at once (a worker joining many "
+        "job rooms on connect).",
+    )
+
+    def input_limits(self) -> InputLimits:
+        return InputLimits(
+            max_body_bytes=self.max_body_bytes,
+            max_json_depth=self.max_json_depth,
+            max_room_id_length=self.max_room_id_length,
+            max_job_name_length=self.max_job_name_length,
+            max_category_length=self.max_category_length,
+            max_key_length=self.max_key_length,
+            max_error_length=self.max_error_length,
+        )

@@ -1,4 +1,9 @@
-"""`workerledger serve`: run the reference host under uvicorn."""
+"""`workerledger serve`: run the reference host under uvicorn.
+
+Exit codes: 0 after a normal shutdown, 2 when the host cannot start (a bad database
+URL, an event in the log that cannot be decoded, ...): the reason is printed as one
+line (by uvicorn for failures inside the lifespan), never as a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ import asyncio
 import contextlib
 import secrets
 import socket
+import sys
 from typing import Any
 
 import uvicorn
+
+CANNOT_START = 2
 
 
 def add_commands(subparsers: Any) -> None:
@@ -27,6 +35,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from workerledger.adapters.ports import StoreError
     from workerledger.host_fastapi.app import create_app
     from workerledger.host_fastapi.settings import Settings, TokenInfo
 
@@ -37,10 +46,15 @@ def run_serve(args: argparse.Namespace) -> int:
             update={"auth_tokens": {token: TokenInfo(user="admin", superuser=True)}}
         )
         print(f"no WORKERLEDGER_AUTH_TOKENS set; admin token (shown once): {token}", flush=True)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StoreError as error:
+        print(f"workerledger: error: {error}", file=sys.stderr)
+        return CANNOT_START
+    started = True
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(app, args.host, args.port, args.log_level))
-    return 0
+        started = asyncio.run(_serve(app, args.host, args.port, args.log_level))
+    return 0 if started else CANNOT_START
 
 
 class _Server(uvicorn.Server):
@@ -54,7 +68,8 @@ class _Server(uvicorn.Server):
             print(f"workerledger listening on http://{shown}:{port}", flush=True)
 
 
-async def _serve(app: Any, host: str, port: int, log_level: str) -> None:
+async def _serve(app: Any, host: str, port: int, log_level: str) -> bool:
+    """Serve until shut down; False if the app failed to start."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on accepted sockets whose
     # proto says TCP; without it every keep-alive response waits ~40 ms (Nagle + delayed ACK)
@@ -68,4 +83,10 @@ async def _serve(app: Any, host: str, port: int, log_level: str) -> None:
         ws_ping_interval=None,  # engine.io pings already; uvicorn's own would also close
         ws_ping_timeout=None,  # silent sockets ("transport close") on its own schedule
     )
-    await _Server(config).serve(sockets=[sock])
+    server = _Server(config)
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit:  # uvicorn exits (3) when the lifespan start-up failed; it said why
+        if server.started:
+            raise
+    return server.started

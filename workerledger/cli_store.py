@@ -1,7 +1,13 @@
 """`workerledger migrate | rebuild [--check] | history`: the store's command line.
 
-Exit codes: 0 success, 1 `rebuild --check` found differences, 2 bad input (bad URL,
-missing or foreign database, unknown worker or task, bad timestamp, corrupt log).
+Exit codes: 0 success, 1 `rebuild --check` found differences (unreadable rows
+included), 2 bad input (bad URL, missing or foreign database, unknown worker or task,
+bad timestamp, an event in the log that cannot be decoded, a row that would not read
+back). Every StoreError is printed as one line, never as a traceback.
+
+`rebuild` reads only the log, never the rows it replaces, and writes nothing unless
+every new row reads back; so after a rebuild `rebuild --check` passes whenever the
+log itself is readable.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from workerledger.adapters.history import (
     HistoryNotFoundError,
     TaskHistory,
     WorkerHistory,
+    history_json,
     task_history,
     worker_history,
 )
@@ -150,10 +157,10 @@ def _history(args: argparse.Namespace) -> int:
     def run(store: EventStore) -> int:
         if args.task:
             task = task_history(store, args.id)
-            print(task.model_dump_json(indent=2) if args.json else _task_text(task))
+            print(history_json(task, indent=2) if args.json else _task_text(task))
         else:
             worker = worker_history(store, args.id, args.at)
-            print(worker.model_dump_json(indent=2) if args.json else _worker_text(worker))
+            print(history_json(worker, indent=2) if args.json else _worker_text(worker))
         return 0
 
     return _with_store(args, run)

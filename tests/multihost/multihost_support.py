@@ -46,8 +46,9 @@ def free_port() -> int:
 class HostProcess:
     """One `workerledger serve` process; `url` once `start()` returned."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, name: str, env: Mapping[str, str], log_path: Path, port: int = 0) -> None:
         self.name = name
+        self.port = port  # 0: a free one; fixed to restart where clients reconnect
         self.env = dict(env)
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
@@ -57,7 +58,7 @@ class HostProcess:
     async def start(self, timeout: float = 60.0) -> HostProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "workerledger", "serve", "--port", "0",
+            sys.executable, "-m", "workerledger", "serve", "--port", str(self.port),
             env=self.env, stdout=asyncio.subprocess.PIPE, stderr=self._log,
             start_new_session=True,
         )  # fmt: skip

@@ -60,10 +60,10 @@ def claim(service: LedgerService, worker_id: str, task_id: str, now: float = 0) 
 
 
 def claim_next(service: LedgerService, worker_id: str, now: float = 0) -> str | None:
-    decision = service.claim_next(
+    claimed = service.claim_next(
         ClaimTask(now=at(now), actor=ALICE, task_id="", worker_id=worker_id)
     )
-    return None if decision is None else decision.events[0].stream.removeprefix("task:")
+    return None if claimed is None else claimed.task_id
 
 
 def report(

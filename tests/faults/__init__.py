@@ -1,0 +1,1 @@
+"""Fault-injection tests: real host, real SDK worker, answers lost after the server handled them."""
