@@ -163,11 +163,11 @@ class CommitListener:
 
 def postgres_conninfo(database_url: str) -> str | None:
     """A libpq connection string for a postgresql:// database URL; None for other stores."""
-    from .store_url import scheme_of
+    from .store.url import scheme_of
 
     if scheme_of(database_url) != "postgresql":
         return None
-    from .postgres_store import parse_url
+    from .store.postgres import parse_url
 
     parsed = parse_url(database_url).set(drivername="postgresql")
     return parsed.render_as_string(hide_password=False)

@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from workerledger.adapters.history import worker_history
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.history import worker_history
+from workerledger.adapters.store.url import open_store
 from workerledger.core import Actor, ClaimTask, RegisterJob, RemoveWorker
 from workerledger.core.events import TaskSubmitted
 

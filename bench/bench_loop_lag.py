@@ -24,7 +24,7 @@ from typing import Any
 
 from workerledger.adapters.ledger import Ledger
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.url import open_store
 from workerledger.core import Actor, ClaimTask, RegisterJob, SubmitTask
 
 OUT = Path(__file__).resolve().parent / "results" / "loop_lag.json"

@@ -24,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from workerledger.adapters.es_store import RecorderEventStore
 from workerledger.adapters.ports import EventStore, StoredEvent
-from workerledger.adapters.read_model_tables import ReadModelTables, fold_log, open_service
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.snapshots import fold_stream
-from workerledger.adapters.store_url import migrate, open_store
+from workerledger.adapters.store.read_models import ReadModelTables, fold_log, open_service
+from workerledger.adapters.store.recorder import RecorderEventStore
+from workerledger.adapters.store.snapshots import fold_stream
+from workerledger.adapters.store.url import migrate, open_store
 from workerledger.core import (
     SYSTEM,
     Actor,

@@ -28,18 +28,18 @@ from typing import Any
 import socketio
 from fastapi import FastAPI
 from workerledger.adapters.auth import StaticTokens
-from workerledger.adapters.emitter import CompositeEmitter, SocketIOEmitter
 from workerledger.adapters.ledger import Ledger
 from workerledger.adapters.ports import StoreError
-from workerledger.adapters.read_model_tables import restore_view, tables_of
-from workerledger.adapters.rest_router import create_router
-from workerledger.adapters.service import LedgerService
-from workerledger.adapters.socketio_handlers import (
+from workerledger.adapters.realtime.emitter import CompositeEmitter, SocketIOEmitter
+from workerledger.adapters.realtime.handlers import (
     ResyncingRedisManager,
     WorkerSockets,
     register_socketio_handlers,
 )
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.rest.router import create_router
+from workerledger.adapters.service import LedgerService
+from workerledger.adapters.store.read_models import restore_view, tables_of
+from workerledger.adapters.store.url import open_store
 from workerledger.adapters.sweeper import Sweeper
 from workerledger.adapters.task_waiters import (
     CommitListener,

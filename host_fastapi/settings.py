@@ -11,8 +11,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from workerledger.adapters.input_limits import DEFAULT_LIMITS, InputLimits
-from workerledger.adapters.socketio_acks import EVENT_BURST, EVENTS_PER_SECOND
-from workerledger.adapters.store_url import DEFAULT_DATABASE_URL
+from workerledger.adapters.realtime.acks import EVENT_BURST, EVENTS_PER_SECOND
+from workerledger.adapters.store.url import DEFAULT_DATABASE_URL
 from workerledger.core.model import DEFAULT_CATEGORIES
 
 

@@ -27,8 +27,8 @@ __version__ = "0.1.0"
 # (no FastAPI or python-socketio import for clients and the pure core).
 _LAZY = {
     "cleanup_worker": "workerledger.adapters.cleanup",
-    "register_socketio_handlers": "workerledger.adapters.socketio_handlers",
-    "create_router": "workerledger.adapters.rest_router",
+    "register_socketio_handlers": "workerledger.adapters.realtime.handlers",
+    "create_router": "workerledger.adapters.rest.router",
     "create_app": "workerledger.host_fastapi.app",
     "Settings": "workerledger.host_fastapi.settings",
 }

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from workerledger.adapters.history import (
+from workerledger.adapters.ports import EventStore, StoreError
+from workerledger.adapters.store.history import (
     HistoryNotFoundError,
     TaskHistory,
     WorkerHistory,
@@ -27,9 +28,8 @@ from workerledger.adapters.history import (
     task_history,
     worker_history,
 )
-from workerledger.adapters.ports import EventStore, StoreError
-from workerledger.adapters.read_model_tables import MAX_DIFFERENCES, ReadModelTables
-from workerledger.adapters.store_url import DEFAULT_DATABASE_URL, migrate, open_store
+from workerledger.adapters.store.read_models import MAX_DIFFERENCES, ReadModelTables
+from workerledger.adapters.store.url import DEFAULT_DATABASE_URL, migrate, open_store
 
 ENV_URL = "WORKERLEDGER_DATABASE_URL"
 BAD_INPUT = 2

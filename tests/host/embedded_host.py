@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 import socketio
 from fastapi import FastAPI
 from workerledger.adapters.auth import StaticTokens
-from workerledger.adapters.emitter import SocketIOEmitter
 from workerledger.adapters.ledger import Ledger
+from workerledger.adapters.realtime.emitter import SocketIOEmitter
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.url import open_store
 from workerledger.adapters.sweeper import Sweeper
 from workerledger.core import Actor
 

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import socketio
-from workerledger.adapters.emitter import chain_emitter
+from workerledger.adapters.realtime.emitter import chain_emitter
 from workerledger.core import Emission, LeaveRoom
 
 from .conftest import WAIT

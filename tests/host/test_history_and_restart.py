@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime, timedelta
 
 import httpx
-from workerledger.adapters.read_model_tables import ReadModelTables
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.read_models import ReadModelTables
+from workerledger.adapters.store.url import open_store
 from workerledger.host_fastapi.app import build_host
 
 from .conftest import serve, settings

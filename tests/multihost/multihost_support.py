@@ -294,7 +294,7 @@ class WorkerProcess:
 
 def log_events(database_url: str) -> list[Any]:
     """Every event in the shared log, in log order (the core's event models)."""
-    from workerledger.adapters.store_url import open_store
+    from workerledger.adapters.store.url import open_store
 
     store = open_store(database_url)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.services import fresh_postgres_database
 from workerledger.adapters.ports import EventStore
-from workerledger.adapters.store_url import migrate, open_store
+from workerledger.adapters.store.url import migrate, open_store
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 SQL_BACKENDS = ["sqlite", "postgres"]

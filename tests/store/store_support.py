@@ -7,7 +7,7 @@ from typing import Any
 
 from workerledger.adapters.ports import EventStore
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.url import open_store
 from workerledger.core import (
     SYSTEM,
     Actor,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 from store_support import claim, register, report, submit
-from workerledger.adapters.read_model_tables import ReadModelTables, TrackedProjection
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.read_models import ReadModelTables, TrackedProjection
+from workerledger.adapters.store.url import open_store
 from workerledger.core import TaskStatus
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from eventsourcing.persistence import StoredEvent
 from support.services import fresh_postgres_database
-from workerledger.adapters.es_store import EVENT_TOPIC, RecorderEventStore, stream_uuid
 from workerledger.adapters.ports import StoreError
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.recorder import EVENT_TOPIC, RecorderEventStore, stream_uuid
+from workerledger.adapters.store.url import open_store
 
 
 @pytest.mark.parametrize(

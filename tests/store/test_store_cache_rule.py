@@ -25,23 +25,23 @@ import pytest
 from eventsourcing.persistence import StoredEvent as RawEvent
 from sqlalchemy import text, update
 from store_support import ALICE, JOB, ROOM, all_events, at, claim, register
-from workerledger.adapters.es_store import (
-    EVENT_TOPIC,
-    CorruptEventError,
-    RecorderEventStore,
-    stream_uuid,
-)
-from workerledger.adapters.json_codec import dumps, loads, to_plain
-from workerledger.adapters.read_model_rows import UnstorableRowError
-from workerledger.adapters.read_model_tables import (
+from workerledger.adapters.service import LedgerService
+from workerledger.adapters.store.json_codec import dumps, loads, to_plain
+from workerledger.adapters.store.read_model_rows import UnstorableRowError
+from workerledger.adapters.store.read_models import (
     ReadModelTables,
     TrackedProjection,
     fold_log,
     open_service,
 )
-from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_tables import EVENTS_TABLE, rm_jobs, rm_tasks
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.recorder import (
+    EVENT_TOPIC,
+    CorruptEventError,
+    RecorderEventStore,
+    stream_uuid,
+)
+from workerledger.adapters.store.tables import EVENTS_TABLE, rm_jobs, rm_tasks
+from workerledger.adapters.store.url import open_store
 from workerledger.core import RegisterJob, SubmitTask
 from workerledger.core.events import TaskSubmitted
 
@@ -171,7 +171,7 @@ def test_rebuild_never_writes_what_it_cannot_read(
     def refuse(kind: str, text: str) -> Any:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr("workerledger.adapters.read_model_rows.decode_state", refuse)
+    monkeypatch.setattr("workerledger.adapters.store.read_model_rows.decode_state", refuse)
     with pytest.raises(UnstorableRowError, match=r"cannot be stored .*\(RecursionError"):
         tables.rebuild(store)
     monkeypatch.undo()

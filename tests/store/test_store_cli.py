@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 from store_support import lifecycle
-from workerledger.adapters.read_model_tables import ReadModelTables, TrackedProjection
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_tables import rm_workers
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.read_models import ReadModelTables, TrackedProjection
+from workerledger.adapters.store.tables import rm_workers
+from workerledger.adapters.store.url import open_store
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,9 @@ from store_support import (
     submit,
     sweep,
 )
-from workerledger.adapters.history import HistoryNotFoundError, task_history, worker_history
 from workerledger.adapters.ports import EventStore
 from workerledger.adapters.service import LedgerService
+from workerledger.adapters.store.history import HistoryNotFoundError, task_history, worker_history
 from workerledger.core import RunningTaskPolicy, TaskStatus, WorkerStatus
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from workerledger.adapters.json_codec import (
+from workerledger.adapters.store.json_codec import (
     PlainJSONTranscoder,
     _dumps_iterative,
     _loads_iterative,

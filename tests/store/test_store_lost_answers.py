@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from store_support import ALICE, JOB, ROOM, at, claim, register, report, submit
-from workerledger.adapters.memory_store import InMemoryEventStore
 from workerledger.adapters.ports import StoredEvent, StoreError
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.memory import InMemoryEventStore
+from workerledger.adapters.store.url import open_store
 from workerledger.core import ClaimTask, Event, SubmitTask, TaskStatus
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from store_support import all_events, claim_all, register, submit
-from workerledger.adapters.read_model_tables import fold_log
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.read_models import fold_log
+from workerledger.adapters.store.url import open_store
 from workerledger.core import TaskStatus
 
 HERE = Path(__file__).parent

@@ -5,14 +5,14 @@ from __future__ import annotations
 from sqlalchemy import update
 from store_support import lifecycle, register, rich_scenario
 from workerledger.adapters.ports import EventStore
-from workerledger.adapters.read_model_tables import (
+from workerledger.adapters.service import LedgerService
+from workerledger.adapters.store.read_models import (
     ReadModelTables,
     TrackedProjection,
     fold_log,
     open_service,
 )
-from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store_tables import rm_tasks
+from workerledger.adapters.store.tables import rm_tasks
 
 
 def _service_with_tracking(store: EventStore) -> LedgerService:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from store_support import at, join, register
-from workerledger.adapters.es_store import RecorderEventStore
 from workerledger.adapters.service import LedgerService
-from workerledger.adapters.snapshots import fold_stream, load_entity
-from workerledger.adapters.store_url import open_store
+from workerledger.adapters.store.recorder import RecorderEventStore
+from workerledger.adapters.store.snapshots import fold_stream, load_entity
+from workerledger.adapters.store.url import open_store
 from workerledger.core.events import Event, RoomJoined, RoomLeft
 
 

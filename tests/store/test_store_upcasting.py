@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 from eventsourcing.persistence import StoredEvent
-from workerledger.adapters.es_store import (
+from workerledger.adapters.store.recorder import (
     EVENT_TOPIC,
     CorruptEventError,
     RecorderEventStore,
     stream_uuid,
 )
-from workerledger.adapters.store_url import open_store
-from workerledger.adapters.upcasting import Upcasters
+from workerledger.adapters.store.upcasting import Upcasters
+from workerledger.adapters.store.url import open_store
 from workerledger.core.events import WorkerRegistered
 
 

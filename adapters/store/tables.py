@@ -9,7 +9,7 @@ The event log itself belongs to eventsourcing's recorders (`workerledger_events`
   worker, never in the log. Each write bumps the single counter row in the same
   transaction (the row lock serializes writers), so "beats with counter > N" never
   skips a beat that commits later.
-- `workerledger_rm_*`: the durable read model (see read_model_tables.py).
+- `workerledger_rm_*`: the durable read model (see read_models.py).
 
 DDL is issued with IF NOT EXISTS so a SQLite file may be created on open by several
 processes; PostgreSQL hosts leave creation to `workerledger migrate`.
@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .ports import StoreError
+from ..ports import StoreError
 
 APP_NAME = "workerledger"
 LAYOUT_VERSION = "1"

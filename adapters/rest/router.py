@@ -9,17 +9,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 from workerledger.core.model import DEFAULT_CATEGORIES
 
-from .auth import Authenticator, Clock, utc_now
-from .emitter import chain_emitter
-from .input_limits import DEFAULT_LIMITS, InputLimits
-from .ledger import Ledger
-from .rest_context import RestContext
-from .rest_history import history_routes
-from .rest_jobs import job_routes
-from .rest_problems import include_with_allow
-from .rest_tasks import PREFIX, task_routes
-from .rest_workers import worker_routes
-from .task_waiters import TaskWaiters
+from ..auth import Authenticator, Clock, utc_now
+from ..input_limits import DEFAULT_LIMITS, InputLimits
+from ..ledger import Ledger
+from ..realtime.emitter import chain_emitter
+from ..task_waiters import TaskWaiters
+from .context import RestContext
+from .history import history_routes
+from .jobs import job_routes
+from .problems import include_with_allow
+from .tasks import PREFIX, task_routes
+from .workers import worker_routes
 
 
 def create_router(

@@ -5,7 +5,7 @@ over the limit is refused at once, a body is read with a byte cap (chunked bodie
 too), and a JSON body is parsed strictly and walked once; FastAPI then gets that parsed
 value instead of parsing again. `RestBoundary.bind` gives each endpoint the limits of
 its router as FastAPI constraints: path parameters `room_id` and `job_name`, the
-`Idempotency-Key` header and the request models (`rest_models.request_models`), so the
+`Idempotency-Key` header and the request models (`rest/models.request_models`), so the
 OpenAPI document shows them; a value over a length limit is turned from FastAPI's 422
 into problem+json `value-too-long` (`too_long`). An `at` timestamp must be a date-time
 as documented, not a number pydantic would read as Unix seconds.
@@ -26,14 +26,14 @@ from pydantic import BeforeValidator
 from pydantic.fields import FieldInfo
 from workerledger.core.model import DEFAULT_CATEGORIES
 
-from .input_limits import (
+from ..input_limits import (
     DEFAULT_LIMITS,
     InputLimits,
     InputRefused,
     body_too_large,
     parse_json,
 )
-from .rest_models import request_models
+from .models import request_models
 
 # core.model.is_valid_room_id as a pattern: `@global`, `@internal`, or no `@` and no
 # `:`; a REST path segment cannot hold `/` either.

@@ -21,7 +21,7 @@
   so the sid leaves its rooms at once, and expires the grace window on a timer.
 
 Several hosts share rooms and emits through Redis (`ResyncingRedisManager`, in
-socketio_redis.py and importable from here). Redis
+realtime/redis_manager.py and importable from here). Redis
 pub/sub is fire-and-forget: while a host cannot reach Redis, what other hosts emit
 to its clients is lost (the state is not: it is in the event store). When the host's
 subscription comes back, `WorkerSockets.resync_local` tells its own clients to
@@ -41,13 +41,12 @@ import socketio
 from workerledger.core import JoinJobRoom, LeaveJobRoom, is_valid_room_id, room_of_watchers
 from workerledger.core.errors import InvalidRoomIdError
 
-from .auth import Authenticator, Clock, socketio_token, utc_now
-from .cleanup import cleanup_worker, expire_grace
-from .emitter import SocketIOServer
-from .input_limits import DEFAULT_LIMITS, InputLimits, check_length, check_value
-from .ledger import Ledger
-from .projection import Projection
-from .socketio_acks import (
+from ..auth import Authenticator, Clock, socketio_token, utc_now
+from ..cleanup import cleanup_worker, expire_grace
+from ..input_limits import DEFAULT_LIMITS, InputLimits, check_length, check_value
+from ..ledger import Ledger
+from ..projection import Projection
+from .acks import (
     EVENT_BURST,
     EVENTS_PER_SECOND,
     Ack,
@@ -58,7 +57,8 @@ from .socketio_acks import (
     answer,
     rate_limited,
 )
-from .socketio_redis import ResyncingRedisManager as ResyncingRedisManager
+from .emitter import SocketIOServer
+from .redis_manager import ResyncingRedisManager as ResyncingRedisManager
 
 logger = logging.getLogger(__name__)
 SESSION_KEY = "workerledger"

@@ -39,11 +39,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from workerledger.core import JobState, TaskState, TaskStatus, WorkerState
 
-from .ports import EventStore, StoredEvent, StoreError
-from .projection import Projection
+from ..ports import EventStore, StoredEvent, StoreError
+from ..projection import Projection
+from ..service import LedgerService
 from .read_model_rows import differences, read_row, rows_of, verify_rows
-from .service import LedgerService
-from .store_tables import READ_MODEL, rm_jobs, rm_tasks, rm_tracking, rm_workers
+from .tables import READ_MODEL, rm_jobs, rm_tasks, rm_tracking, rm_workers
 
 Progress = Callable[[int, int], None]  # (position reached, head of the log)
 MAX_DIFFERENCES = 50

@@ -12,13 +12,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from workerledger.core import Actor, JobState, WorkerState
 from workerledger.core.model import DEFAULT_CATEGORIES, GLOBAL_ROOM, INTERNAL_ROOM
 
-from .auth import Authenticator, Clock, utc_now
-from .input_limits import DEFAULT_LIMITS, InputLimits
-from .ledger import Ledger
-from .projection import Projection
-from .rest_boundary import RestBoundary
-from .rest_problems import ProblemRoute, bounded_route
-from .task_waiters import TaskWaiters
+from ..auth import Authenticator, Clock, utc_now
+from ..input_limits import DEFAULT_LIMITS, InputLimits
+from ..ledger import Ledger
+from ..projection import Projection
+from ..task_waiters import TaskWaiters
+from .boundary import RestBoundary
+from .problems import ProblemRoute, bounded_route
 
 bearer = HTTPBearer(auto_error=False, description="workerledger bearer token")
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from workerledger.core import Event, TaskState, WorkerState
 from workerledger.core import events as ev
 
+from ..ports import EventStore, StoredEvent
 from .json_codec import model_json, to_plain
-from .ports import EventStore, StoredEvent
 from .snapshots import load_entity
 
 

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from workerledger.core import Actor
 from workerledger.core.errors import TaskNotFoundError, WorkerNotFoundError
 
-from .history import (
+from ..store.history import (
     HistoryNotFoundError,
     TaskHistory,
     WorkerHistory,
@@ -23,8 +23,8 @@ from .history import (
     task_history,
     worker_history,
 )
-from .rest_context import RestContext
-from .rest_problems import problem_responses
+from .context import RestContext
+from .problems import problem_responses
 
 
 def history_routes(ctx: RestContext) -> APIRouter:

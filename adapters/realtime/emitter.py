@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from workerledger.core import DisconnectSid, Emission, Emit, EnterRoom, LeaveRoom
 
-from .ledger import Emitter, Ledger
+from ..ledger import Emitter, Ledger
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workerledger.core import Actor, DomainError
 
-from .input_limits import InputRefused
-from .ports import StoreError
-from .problems import problem, problem_for
+from ..input_limits import InputRefused
+from ..ports import StoreError
+from ..problems import problem, problem_for
 
 logger = logging.getLogger(__name__)
 Ack = dict[str, Any]

@@ -28,11 +28,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from workerledger.core import DomainError
 
-from .input_limits import InputRefused
-from .ports import StoreError
-from .problems import problem_for
-from .rest_boundary import RestBoundary, too_long
-from .rest_models import HTTPErrorBody, Problem, ValidationErrorBody
+from ..input_limits import InputRefused
+from ..ports import StoreError
+from ..problems import problem_for
+from .boundary import RestBoundary, too_long
+from .models import HTTPErrorBody, Problem, ValidationErrorBody
 
 logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"

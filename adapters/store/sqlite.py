@@ -26,10 +26,10 @@ from eventsourcing.sqlite import (
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
-from .es_store import CoreEventMapper, RecorderEventStore
-from .ports import StoreError
+from ..ports import StoreError
+from .recorder import CoreEventMapper, RecorderEventStore
 from .snapshots import DEFAULT_SNAPSHOT_INTERVAL
-from .store_tables import EVENTS_TABLE, SNAPSHOTS_TABLE, check_meta, create_tables, read_meta
+from .tables import EVENTS_TABLE, SNAPSHOTS_TABLE, check_meta, create_tables, read_meta
 from .upcasting import Upcasters
 
 LOCK_TIMEOUT_SECONDS = 30

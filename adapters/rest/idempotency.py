@@ -18,11 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import Header, Response
 
-from .rest_models import ID_NAMESPACE
+from .models import ID_NAMESPACE
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-# The router's boundary (rest_boundary.py) swaps in the configured maximum length.
+# The router's boundary (rest/boundary.py) swaps in the configured maximum length.
 IdempotencyKey = Annotated[
     str | None,
     Header(

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from workerledger.core import Event, JobState, LedgerState, TaskState, WorkerState, evolve
 
+from ..ports import EventStore, StoredEvent
 from .json_codec import to_plain
-from .ports import EventStore, StoredEvent
 
 Entity = WorkerState | JobState | TaskState
 SNAPSHOT_SCHEMA = 1

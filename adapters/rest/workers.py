@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Header, Response
 from workerledger.core import Actor, RecordHeartbeat, RegisterWorker, RemoveWorker
 from workerledger.core.errors import DuplicateIdError
 
-from .projection import Projection
-from .rest_context import RestContext, live_workers
-from .rest_models import (
+from ..projection import Projection
+from .context import RestContext, live_workers
+from .models import (
     Limit,
     Offset,
     Paginated,
@@ -20,7 +20,7 @@ from .rest_models import (
     worker_response,
     worker_summary,
 )
-from .rest_problems import problem_responses
+from .problems import problem_responses
 
 
 def worker_routes(ctx: RestContext) -> APIRouter:

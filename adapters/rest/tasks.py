@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from workerledger.core import Actor, ClaimTask, SubmitTask, TaskStatus, UpdateTask
 
-from .projection import Projection
-from .rest_context import RestContext
-from .rest_idempotency import IdempotencyKey, keyed_task_id, mark_replayed, request_digest
-from .rest_jobs import check_room, resolve_job
-from .rest_models import (
+from ..projection import Projection
+from .context import RestContext
+from .idempotency import IdempotencyKey, keyed_task_id, mark_replayed, request_digest
+from .jobs import check_room, resolve_job
+from .models import (
     Limit,
     Offset,
     Paginated,
@@ -25,7 +25,7 @@ from .rest_models import (
     task_after,
     task_view,
 )
-from .rest_problems import problem_responses
+from .problems import problem_responses
 
 PREFIX = "/v1/joblib"
 

@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import BaseModel
 from workerledger.core import JobState, TaskState, WorkerState
 
+from ..ports import StoreError
+from ..projection import Projection
 from .json_codec import FREE_JSON, dumps, model_json, validate_json
-from .ports import StoreError
-from .projection import Projection
 
 Rows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 Entity = WorkerState | JobState | TaskState

@@ -16,10 +16,10 @@ from workerledger.core import (
 from workerledger.core.errors import InvalidRoomIdError, JobNotFoundError
 from workerledger.core.events import JobRegistered
 
-from .projection import Projection
-from .rest_context import RestContext, job_listed, live_workers, visible_rooms
-from .rest_idempotency import IdempotencyKey, request_digest
-from .rest_models import (
+from ..projection import Projection
+from .context import RestContext, job_listed, live_workers, visible_rooms
+from .idempotency import IdempotencyKey, request_digest
+from .models import (
     JobRegisterRequest,
     JobResponse,
     JobSummary,
@@ -36,7 +36,7 @@ from .rest_models import (
     task_view,
     worker_summary,
 )
-from .rest_problems import problem_responses
+from .problems import problem_responses
 
 
 def check_room(room_id: str) -> None:

@@ -28,8 +28,8 @@ from workerledger.core import (
 )
 from workerledger.core.errors import TaskNotFoundError
 
-from .input_limits import InputLimits
-from .projection import Projection
+from ..input_limits import InputLimits
+from ..projection import Projection
 
 Limit = Annotated[int, Query(ge=0, le=500)]  # pagination, as in zndraw-joblib 0.1.7
 Offset = Annotated[int, Query(ge=0)]

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from .memory_store import InMemoryEventStore
-from .ports import EventStore, StoreError
+from ..ports import EventStore, StoreError
+from .memory import InMemoryEventStore
 from .snapshots import DEFAULT_SNAPSHOT_INTERVAL
 from .upcasting import Upcasters
 
@@ -62,7 +62,7 @@ def open_store(
     if scheme == "memory":
         return InMemoryEventStore()
     if scheme == "sqlite":
-        from .sqlite_store import open_sqlite_store
+        from .sqlite import open_sqlite_store
 
         return open_sqlite_store(
             sqlite_path(url),
@@ -70,7 +70,7 @@ def open_store(
             snapshot_interval=snapshot_interval,
             upcasters=upcasters,
         )
-    from .postgres_store import open_postgres_store
+    from .postgres import open_postgres_store
 
     return open_postgres_store(
         url, create=bool(create), snapshot_interval=snapshot_interval, upcasters=upcasters
@@ -83,12 +83,12 @@ def migrate(url: str) -> str:
     if scheme == "memory":
         return "memory:// keeps nothing; nothing to migrate"
     if scheme == "sqlite":
-        from .sqlite_store import open_sqlite_store
+        from .sqlite import open_sqlite_store
 
         path = sqlite_path(url)
         open_sqlite_store(path, create=True).close()
         return f"SQLite database {path} is ready"
-    from .postgres_store import migrate_postgres, parse_url
+    from .postgres import migrate_postgres, parse_url
 
     migrate_postgres(url)
     return f"{parse_url(url).render_as_string(hide_password=True)} is ready"

@@ -24,10 +24,10 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from .es_store import CoreEventMapper, RecorderEventStore
-from .ports import StoreError
+from ..ports import StoreError
+from .recorder import CoreEventMapper, RecorderEventStore
 from .snapshots import DEFAULT_SNAPSHOT_INTERVAL
-from .store_tables import EVENTS_TABLE, SNAPSHOTS_TABLE, check_meta, create_tables, read_meta
+from .tables import EVENTS_TABLE, SNAPSHOTS_TABLE, check_meta, create_tables, read_meta
 from .upcasting import Upcasters
 
 MIGRATE_LOCK = 0x776C6D67  # pg_advisory_lock key of `migrate` ("wlmg")

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from workerledger.core import Event
 
-from .ports import ConcurrencyError, StoredEvent
+from ..ports import ConcurrencyError, StoredEvent
 
 
 class InMemoryEventStore:

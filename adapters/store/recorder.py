@@ -48,9 +48,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from workerledger.core import EVENT_ADAPTER, Event
 
-from . import ports
+from ..ports import ConcurrencyError, StoreError
+from .. import ports
 from .json_codec import PlainJSONTranscoder, to_plain
-from .ports import ConcurrencyError, StoreError
 from .snapshots import (
     DEFAULT_SNAPSHOT_INTERVAL,
     Entity,
@@ -59,7 +59,7 @@ from .snapshots import (
     encode_entity,
     load_entity,
 )
-from .store_tables import liveness, liveness_counter
+from .tables import liveness, liveness_counter
 from .upcasting import UPCASTERS, Upcasters
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def undecodable(record: Notification, stream: object, reason: str) -> str:
         f"{record.originator_version}, topic {record.topic!r}) cannot be decoded: {reason}. "
         "The log is the source of truth and no event is skipped: restore the database "
         "from a backup, or, for an event written by another version, add an upcaster "
-        "(see adapters/upcasting.py)"
+        "(see adapters/store/upcasting.py)"
     )
 
 
