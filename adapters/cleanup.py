@@ -2,6 +2,8 @@
 
 Every ending (Socket.IO disconnect, `DELETE /workers/{id}`, the sweeper) runs through
 the ledger's one decision path, and the core releases each held task exactly once.
+The core alone decides whether a disconnect waits for the worker (grace > 0) and
+until when: this module reads both from the decision's events (`grace_deadline`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,15 @@ import asyncio
 import logging
 from datetime import datetime
 
-from workerledger.core import Decision, DisconnectWorker, SweepWorker
-from workerledger.core.errors import StaleSessionError, WorkerNotFoundError
+from workerledger.core import (
+    WORKER_ENDS,
+    Decision,
+    DisconnectWorker,
+    StaleSessionError,
+    SweepWorker,
+    WorkerDisconnected,
+    WorkerNotFoundError,
+)
 
 from .auth import Clock, utc_now
 from .ledger import Ledger
@@ -47,6 +56,18 @@ async def cleanup_worker(
     except (WorkerNotFoundError, StaleSessionError) as error:
         logger.debug("disconnect of %s on %s ignored: %s", worker_id, sid, error.detail)
         return None
+
+
+def grace_deadline(decision: Decision, worker_id: str) -> datetime | None:
+    """The deadline a disconnect decision recorded for `worker_id`, if the worker now
+    waits for it; None when the decision did not disconnect it or also ended it."""
+    deadline: datetime | None = None
+    for event in decision.events:
+        if isinstance(event, WorkerDisconnected) and event.worker_id == worker_id:
+            deadline = event.grace_deadline
+        elif isinstance(event, WORKER_ENDS) and event.worker_id == worker_id:
+            return None
+    return deadline
 
 
 async def expire_grace(

@@ -29,6 +29,12 @@ class Emitter(Protocol):
 
 
 class Ledger:
+    """`service` on one thread, and `emitter` for what it decided (after the commit).
+
+    The emitter is given once, at construction: a host's `LedgerRuntime` composes
+    Socket.IO delivery and the long-poll waiters into one `CompositeEmitter`.
+    """
+
     def __init__(self, service: LedgerService, emitter: Emitter | None = None) -> None:
         self.service = service
         self.emitter = emitter
@@ -52,15 +58,21 @@ class Ledger:
         """Run `fn` on the ledger's thread (store I/O that must not block the loop)."""
         return await self._run(fn)
 
-    async def read(self, query: Callable[[Projection], T], *, liveness: bool = True) -> T:
+    async def read(
+        self, query: Callable[[Projection], T], *, liveness: bool = True, catch_up: bool = True
+    ) -> T:
         """Run a query on an up-to-date view, on the ledger's thread.
 
         `liveness=False` skips reading other hosts' heartbeats (for queries that do not
         show or judge them: the hot paths of submit, claim and task reads).
+        `catch_up=False` reads the view as it is, without a store read: for answering a
+        command this host just ran (the service folds its own committed events into
+        the view before it returns the decision).
         """
 
         def run() -> T:
-            self.service.catch_up(liveness=liveness)
+            if catch_up:
+                self.service.catch_up(liveness=liveness)
             return query(self.service.view)
 
         return await self._run(run)

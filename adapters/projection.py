@@ -5,12 +5,19 @@ answer queries and to hand the core the partial state a command needs (`scope`).
 Entities are kept in plain dicts and replaced per event, so applying an event costs
 the same whatever the size of the system. Pending tasks are indexed per job by log
 position (FIFO), which keeps claims and queue positions O(log n).
+
+The indexes (underscored) are the projection's own: adapters read the view through
+the named queries below (`worker`, `tasks_in_room`, `queue_position`, ...), so an
+index can change without touching a route or a handler.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
+from typing import Self
 
 from workerledger.core import (
     ClaimTask,
@@ -18,23 +25,26 @@ from workerledger.core import (
     DisconnectWorker,
     Event,
     ExpireClaim,
+    HeartbeatRecorded,
     JobState,
     JoinJobRoom,
     LedgerState,
     RegisterJob,
     RemoveWorker,
+    Stream,
+    StreamKind,
     SubmitTask,
     SweepWorker,
     TaskState,
     TaskStatus,
     UpdateTask,
     WorkerState,
+    WorkerStatus,
+    claim_expired,
     evolve,
     job_full_name,
+    sweep_reason,
 )
-from workerledger.core.decide_tasks import claim_expired
-from workerledger.core.decide_workers import sweep_reason
-from workerledger.core.events import HeartbeatRecorded
 
 from .ports import StoredEvent
 
@@ -47,11 +57,41 @@ class Projection:
         self.versions: dict[str, int] = {}
         self.position = 0  # last log position applied
         self.liveness_counter = 0
-        self.task_seq: dict[str, int] = {}  # task id -> position of its submission
-        self.pending: dict[str, list[int]] = {}  # job -> sorted submission positions
-        self.seq_task: dict[int, str] = {}
-        self.room_tasks: dict[str, list[str]] = {}  # room id -> task ids, oldest first
-        self.worker_order: list[str] = []  # registration order
+        self._task_seq: dict[str, int] = {}  # task id -> position of its submission
+        self._pending: dict[str, list[int]] = {}  # job -> sorted submission positions
+        self._seq_task: dict[int, str] = {}
+        self._room_tasks: dict[str, list[str]] = {}  # room id -> task ids, oldest first
+        self._worker_order: list[str] = []  # registration order
+
+    @classmethod
+    def restore(
+        cls,
+        *,
+        position: int,
+        workers: Iterable[tuple[WorkerState, int]],
+        jobs: Iterable[tuple[JobState, int]],
+        tasks: Iterable[tuple[TaskState, int, int]],
+    ) -> Self:
+        """A view at log `position` holding entities read back from a checkpoint.
+
+        `workers` are (state, stream version) in registration order, `jobs` (state,
+        version), `tasks` (state, version, log position of the submission). The indexes
+        are built here by the same code `apply` keeps them with, so a restored view
+        answers exactly as the fold it was checkpointed from (the read-model tables).
+        """
+        view = cls()
+        view.position = position
+        for worker, version in workers:
+            view.workers[worker.id] = worker
+            view._worker_order.append(worker.id)
+            view.versions[Stream.worker(worker.id).text] = version
+        for job, version in jobs:
+            view.jobs[job.full_name] = job
+            view.versions[Stream.job(job.full_name).text] = version
+        for task, version, submitted in sorted(tasks, key=lambda entry: entry[2]):
+            view._index_task(None, task, submitted)
+            view.versions[Stream.task(task.id).text] = version
+        return view
 
     # --- applying -------------------------------------------------------------------
 
@@ -66,33 +106,35 @@ class Projection:
             self._apply_event(HeartbeatRecorded(worker_id=worker_id, at=at), self.position)
 
     def _apply_event(self, event: Event, position: int) -> None:
-        kind, _, key = event.stream.partition(":")
-        before_task = self.tasks.get(key) if kind == "task" else None
+        kind, key = event.stream_kind, event.stream_key
+        before_task = self.tasks.get(key) if kind is StreamKind.TASK else None
         state = LedgerState.model_construct(
-            workers={key: self.workers[key]} if kind == "worker" and key in self.workers else {},
-            jobs={key: self.jobs[key]} if kind == "job" and key in self.jobs else {},
+            workers={key: self.workers[key]}
+            if kind is StreamKind.WORKER and key in self.workers
+            else {},
+            jobs={key: self.jobs[key]} if kind is StreamKind.JOB and key in self.jobs else {},
             tasks={key: before_task} if before_task is not None else {},
         )
         after = evolve(state, event)
-        if kind == "worker" and key in after.workers:
+        if kind is StreamKind.WORKER and key in after.workers:
             if key not in self.workers:
-                self.worker_order.append(key)
+                self._worker_order.append(key)
             self.workers[key] = after.workers[key]
-        elif kind == "job" and key in after.jobs:
+        elif kind is StreamKind.JOB and key in after.jobs:
             self.jobs[key] = after.jobs[key]
-        elif kind == "task" and key in after.tasks:
+        elif kind is StreamKind.TASK and key in after.tasks:
             self._index_task(before_task, after.tasks[key], position)
 
     def _index_task(self, before: TaskState | None, after: TaskState, position: int) -> None:
         self.tasks[after.id] = after
         if before is None:
-            self.task_seq[after.id] = position
-            self.seq_task[position] = after.id
-            self.room_tasks.setdefault(after.room_id, []).append(after.id)
+            self._task_seq[after.id] = position
+            self._seq_task[position] = after.id
+            self._room_tasks.setdefault(after.room_id, []).append(after.id)
         was_pending = before is not None and before.status is TaskStatus.PENDING
         is_pending = after.status is TaskStatus.PENDING
-        seq = self.task_seq[after.id]
-        queue = self.pending.setdefault(after.job_name, [])
+        seq = self._task_seq[after.id]
+        queue = self._pending.setdefault(after.job_name, [])
         if is_pending and not was_pending:
             insort(queue, seq)
         elif was_pending and not is_pending:
@@ -158,20 +200,66 @@ class Projection:
                 add_worker(getattr(command, "worker_id", None))
         return LedgerState.model_construct(workers=workers, jobs=jobs, tasks=tasks)
 
-    def version(self, stream: str) -> int:
-        return self.versions.get(stream, 0)
+    def version(self, stream: str | Stream) -> int:
+        """The stream's version in the view (0: no events yet), the append's expectation."""
+        return self.versions.get(str(stream), 0)
 
-    # --- queries used by the adapters ------------------------------------------------
+    # --- entities ---------------------------------------------------------------------
+
+    def worker(self, worker_id: str) -> WorkerState | None:
+        return self.workers.get(worker_id)
+
+    def job(self, job_name: str) -> JobState | None:
+        return self.jobs.get(job_name)
+
+    def task(self, task_id: str) -> TaskState | None:
+        return self.tasks.get(task_id)
+
+    def live_workers(self) -> list[WorkerState]:
+        """Workers that have not ended, newest first (by registration)."""
+        workers = (self.workers[worker_id] for worker_id in reversed(self._worker_order))
+        return [worker for worker in workers if not worker.is_ended]
+
+    def online_workers_on(self, sids: Collection[str]) -> list[WorkerState]:
+        """ONLINE workers whose current connection is one of `sids`."""
+        return [
+            worker
+            for worker in self.workers.values()
+            if worker.sid in sids and worker.status is WorkerStatus.ONLINE
+        ]
+
+    def jobs_in(self, rooms: Collection[str]) -> list[JobState]:
+        """The jobs registered in `rooms`, newest first (by first registration)."""
+        return [job for job in reversed(self.jobs.values()) if job.room_id in rooms]
+
+    def tasks_in_room(self, room_id: str, status: TaskStatus | None = None) -> list[TaskState]:
+        """Tasks submitted to `room_id` (with `status`, if given), newest first."""
+        tasks = (self.tasks[task_id] for task_id in reversed(self._room_tasks.get(room_id, [])))
+        return [task for task in tasks if status is None or task.status is status]
+
+    def tasks_of_job_in_room(
+        self, room_id: str, job_name: str, status: TaskStatus | None = None
+    ) -> list[TaskState]:
+        """Tasks of `job_name` submitted to `room_id` (with `status`), newest first."""
+        return [task for task in self.tasks_in_room(room_id, status) if task.job_name == job_name]
+
+    # --- the queue --------------------------------------------------------------------
 
     def queue_position(self, task_id: str) -> int | None:
+        """The rank (1 = next) of a pending task in its job's FIFO queue; None otherwise."""
         task = self.tasks.get(task_id)
         if task is None or task.status is not TaskStatus.PENDING:
             return None
-        queue = self.pending.get(task.job_name, [])
-        return bisect_left(queue, self.task_seq[task_id]) + 1
+        queue = self._pending.get(task.job_name, [])
+        return bisect_left(queue, self._task_seq[task_id]) + 1
 
     def pending_count(self, job_name: str) -> int:
-        return len(self.pending.get(job_name, ()))
+        return len(self._pending.get(job_name, ()))
+
+    def oldest_pending(self, job_name: str) -> TaskState | None:
+        """The task a claim for `job_name` would take next (FIFO), if any."""
+        queue = self._pending.get(job_name)
+        return self.tasks[self._seq_task[queue[0]]] if queue else None
 
     def claim_candidates(self, worker_id: str, limit: int = 8) -> list[str]:
         """Oldest pending tasks over the worker's jobs (FIFO by submission)."""
@@ -180,8 +268,10 @@ class Projection:
             return []
         heads: list[int] = []
         for job_name in worker.jobs:
-            heads.extend(self.pending.get(job_name, [])[:limit])
-        return [self.seq_task[seq] for seq in sorted(heads)[:limit]]
+            heads.extend(self._pending.get(job_name, [])[:limit])
+        return [self._seq_task[seq] for seq in sorted(heads)[:limit]]
+
+    # --- what the sweeper acts on -----------------------------------------------------
 
     def sweep_candidates(self, now: datetime, heartbeat_timeout_seconds: float) -> list[str]:
         """Workers a SweepWorker would end now (the core's own rule; it re-checks each)."""
@@ -203,3 +293,13 @@ class Projection:
             if (task := self.tasks.get(task_id)) is not None
             and claim_expired(task, now, claim_timeout_seconds) is not None
         ]
+
+    # --- the order the read-model tables keep -----------------------------------------
+
+    def registration_order(self) -> Sequence[str]:
+        """Worker ids, oldest registration first (read-only)."""
+        return tuple(self._worker_order)
+
+    def submission_positions(self) -> Mapping[str, int]:
+        """Task id -> log position of its submission, the FIFO key (read-only)."""
+        return MappingProxyType(self._task_seq)

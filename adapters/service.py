@@ -32,10 +32,13 @@ from workerledger.core import (
     Emission,
     Emit,
     Event,
+    StreamKind,
     SweepWorker,
+    TaskNotFoundError,
+    TaskNotPendingError,
+    WorkerNotOnlineError,
     handle,
 )
-from workerledger.core.errors import TaskNotFoundError, TaskNotPendingError, WorkerNotOnlineError
 
 from .ports import ConcurrencyError, EventStore, StoredEvent, StoreError
 from .projection import Projection
@@ -60,9 +63,19 @@ class Claimed(NamedTuple):
 
 
 class LedgerService:
-    def __init__(self, store: EventStore, *, max_attempts: int = 12, batch: int = 2000) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        view: Projection | None = None,
+        max_attempts: int = 12,
+        batch: int = 2000,
+    ) -> None:
+        """`view`: where the service starts (restored from the read-model tables, see
+        `store.read_models.load_view`); an empty view by default. Either way the
+        service catches up with the log before every command and query."""
         self.store = store
-        self.view = Projection()
+        self.view = view if view is not None else Projection()
         self.max_attempts = max_attempts
         self.batch = batch
         self.conflicts = 0  # appends that lost a race (for figures and tests)
@@ -129,7 +142,7 @@ class LedgerService:
         """
         with self._lock:
             self.catch_up(liveness=False)
-            worker = self.view.workers.get(command.worker_id)
+            worker = self.view.worker(command.worker_id)
             key = command.request_key
             earlier = worker.claimed_under(key) if worker is not None and key else None
             candidates = [earlier] if earlier else self.view.claim_candidates(command.worker_id)
@@ -211,8 +224,8 @@ class LedgerService:
 
     def _store_liveness(self, events: Sequence[Event]) -> None:
         for event in events:
-            if not event.durable and event.stream.startswith("worker:"):
-                worker_id = event.stream.removeprefix("worker:")
+            if not event.durable and event.stream_kind is StreamKind.WORKER:
+                worker_id = event.stream_key
                 _retrying(partial(self.store.record_liveness, worker_id, event.at))
                 self.view.apply_heartbeat(worker_id, event.at)
 

@@ -26,12 +26,11 @@ from datetime import datetime
 from workerledger.core import (
     Actor,
     Command,
+    DomainError,
     ExpireClaim,
     RecordHeartbeat,
     SweepWorker,
-    WorkerStatus,
 )
-from workerledger.core.errors import DomainError
 
 from .auth import Clock, utc_now
 from .ledger import Ledger
@@ -107,11 +106,7 @@ class Sweeper:
             return
 
         def attached(view: Projection) -> list[tuple[str, str]]:
-            return [
-                (worker.id, worker.user)
-                for worker in view.workers.values()
-                if worker.sid in sids and worker.status is WorkerStatus.ONLINE
-            ]
+            return [(worker.id, worker.user) for worker in view.online_workers_on(sids)]
 
         for worker_id, user in await self.ledger.read(attached):
             command = RecordHeartbeat(worker_id=worker_id, actor=Actor(user=user), now=now)

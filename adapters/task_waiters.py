@@ -21,9 +21,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
 
+from sqlalchemy import Engine
 from workerledger.core import Emission, Emit
+
+from .ports import EventStore
 
 logger = logging.getLogger(__name__)
 
@@ -161,19 +163,14 @@ class CommitListener:
                 logger.exception("waking long-polls after a remote commit failed")
 
 
-def postgres_conninfo(database_url: str) -> str | None:
-    """A libpq connection string for a postgresql:// database URL; None for other stores."""
-    from .store.url import scheme_of
-
-    if scheme_of(database_url) != "postgresql":
-        return None
-    from .store.postgres import parse_url
-
-    parsed = parse_url(database_url).set(drivername="postgresql")
-    return parsed.render_as_string(hide_password=False)
-
-
-def notify_channel(store: Any) -> str | None:
-    """The channel the store's recorder NOTIFYs on at every append (PostgreSQL only)."""
+def commit_channel(store: EventStore) -> tuple[str, str] | None:
+    """(libpq connection string, channel) of the NOTIFY the store's recorder sends at
+    every append; None for a store that sends none (memory://, SQLite)."""
+    engine = getattr(store, "engine", None)
     channel = getattr(getattr(store, "events", None), "channel_name", None)
-    return channel if isinstance(channel, str) and channel else None
+    if not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
+        return None
+    if not isinstance(channel, str) or not channel:
+        return None
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return conninfo, channel

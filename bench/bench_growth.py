@@ -25,8 +25,7 @@ from typing import Any
 from workerledger.adapters.service import LedgerService
 from workerledger.adapters.store.history import worker_history
 from workerledger.adapters.store.url import open_store
-from workerledger.core import Actor, ClaimTask, RegisterJob, RemoveWorker
-from workerledger.core.events import TaskSubmitted
+from workerledger.core import Actor, ClaimTask, RegisterJob, RemoveWorker, TaskSubmitted
 
 from bench.bench_store import long_worker
 

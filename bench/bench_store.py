@@ -35,13 +35,15 @@ from workerledger.core import (
     Actor,
     ClaimTask,
     DisconnectWorker,
+    Event,
     JoinJobRoom,
     RegisterJob,
+    RoomJoined,
+    RoomLeft,
     SubmitTask,
     TaskStatus,
     UpdateTask,
 )
-from workerledger.core.events import Event, RoomJoined, RoomLeft
 
 PG_ADMIN_URL = os.environ.get("WORKERLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2025, 6, 1, tzinfo=UTC)

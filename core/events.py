@@ -1,8 +1,9 @@
 """Domain events: what happened, past tense, one subject stream each.
 
-Every event belongs to exactly one stream (`worker:<id>`, `job:<full name>` or
-`task:<id>`), which is the aggregate the store appends it to. A decision that touches
-several entities returns one event per stream, saved in one transaction.
+Every event belongs to exactly one stream (`subject`, a `Stream`; its stored name
+`stream` is `worker:<id>`, `job:<full name>` or `task:<id>`), which is the aggregate
+the store appends it to. A decision that touches several entities returns one event
+per stream, saved in one transaction.
 
 The `type` field is the stable event name used in storage and JSON; never rename it.
 Evolving an event's schema means a new optional field, or an upcaster in the store.
@@ -17,39 +18,55 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AwareDatetime, Field, TypeAdapter
 
 from .model import Frozen, RunningTaskPolicy, TaskStatus
+from .streams import Stream, StreamKind, stream_name
 
 
 class _Event(Frozen):
     durable: ClassVar[bool] = True
+    stream_kind: ClassVar[StreamKind]
     at: AwareDatetime
 
     @property
-    def stream(self) -> str:
+    def stream_key(self) -> str:
+        """The id of the entity whose stream this event belongs to."""
         raise NotImplementedError
+
+    @property
+    def subject(self) -> Stream:
+        """The stream this event belongs to, as a value."""
+        return Stream(self.stream_kind, self.stream_key)
+
+    @property
+    def stream(self) -> str:
+        """The stream's stored name (`worker:<id>`, ...): the store's key, never changes."""
+        return stream_name(self.stream_kind, self.stream_key)
 
 
 class _WorkerEvent(_Event):
+    stream_kind: ClassVar[StreamKind] = StreamKind.WORKER
     worker_id: str
 
     @property
-    def stream(self) -> str:
-        return f"worker:{self.worker_id}"
+    def stream_key(self) -> str:
+        return self.worker_id
 
 
 class _JobEvent(_Event):
+    stream_kind: ClassVar[StreamKind] = StreamKind.JOB
     job_name: str
 
     @property
-    def stream(self) -> str:
-        return f"job:{self.job_name}"
+    def stream_key(self) -> str:
+        return self.job_name
 
 
 class _TaskEvent(_Event):
+    stream_kind: ClassVar[StreamKind] = StreamKind.TASK
     task_id: str
 
     @property
-    def stream(self) -> str:
-        return f"task:{self.task_id}"
+    def stream_key(self) -> str:
+        return self.task_id
 
 
 # --- worker stream --------------------------------------------------------------
@@ -268,6 +285,8 @@ Event = Annotated[
 ]
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+WORKER_ENDS = (WorkerLost, WorkerLeft, WorkerDeleted)
+"""The events that end a worker (`isinstance(event, WORKER_ENDS)`)."""
 EVENT_TYPES: dict[str, type[_Event]] = {
     cls.model_fields["type"].default: cls
     for cls in (

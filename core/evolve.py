@@ -36,6 +36,7 @@ from .events import (
 )
 from .model import TaskStatus, WorkerStatus
 from .state import CLAIM_KEYS_KEPT, JobState, LedgerState, TaskState, WorkerState, later
+from .streams import StreamKind
 
 
 def fold(events: Iterable[Event], state: LedgerState | None = None) -> LedgerState:
@@ -73,10 +74,10 @@ def evolve(state: LedgerState, event: Event) -> LedgerState:
                 request_hash=event.request_hash,
             )
         )
-    if event.stream.startswith("worker:"):
-        worker = state.workers.get(event.stream.removeprefix("worker:"))
+    if event.stream_kind is StreamKind.WORKER:
+        worker = state.workers.get(event.stream_key)
         return state if worker is None else state.with_worker(_evolve_worker(worker, event))
-    task = state.tasks.get(event.stream.removeprefix("task:"))
+    task = state.tasks.get(event.stream_key) if event.stream_kind is StreamKind.TASK else None
     return state if task is None else state.with_task(_evolve_task(task, event))
 
 

@@ -1,26 +1,27 @@
 """The reference host: FastAPI (REST) wrapped by python-socketio's ASGI app.
 
 `create_app(settings)` builds everything at call time (no import-time side effects):
-a fresh `AsyncServer`, the ledger on `open_store(DATABASE_URL)`, the Socket.IO
-handlers, the REST router and the sweeper, which runs in FastAPI's lifespan after the
-ledger caught up with the log. `build_host` returns the parts too (tests, benchmarks).
+a fresh `AsyncServer` and one `LedgerRuntime` (the composition root: store, view,
+service, ledger, Socket.IO handlers, sweeper, checkpoints, commit listener), then
+mounts the runtime's REST router and installs its Socket.IO handlers. FastAPI's
+lifespan calls `runtime.start()` and `runtime.stop()`. `build_host` returns the parts
+too (tests, benchmarks).
 
 Several hosts: with `SOCKETIO_MANAGER_URL` the server uses `ResyncingRedisManager` on
 `SOCKETIO_CHANNEL` (emits and room operations reach every host; after a Redis outage
-each host tells its own clients to resynchronise); on PostgreSQL a `CommitListener`
-LISTENs for the log's NOTIFY so long-polls wake when another host commits.
+the runtime tells this host's own clients to resynchronise); on PostgreSQL the
+runtime's `CommitListener` LISTENs for the log's NOTIFY so long-polls wake when
+another host commits.
 
 Start-up that fails on the store (an event in the log that cannot be decoded, a
 database that cannot be read) fails the ASGI lifespan with that StoreError's one line
 as the message, instead of a traceback; unreadable read-model rows never fail it
-(`restore_view` folds the log instead).
+(the runtime folds the log instead).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,44 +29,49 @@ from typing import Any
 import socketio
 from fastapi import FastAPI
 from workerledger.adapters.auth import StaticTokens
-from workerledger.adapters.ledger import Ledger
+from workerledger.adapters.ledger import Emitter, Ledger
 from workerledger.adapters.ports import StoreError
-from workerledger.adapters.realtime.emitter import CompositeEmitter, SocketIOEmitter
 from workerledger.adapters.realtime.handlers import (
     ResyncingRedisManager,
     WorkerSockets,
     register_socketio_handlers,
 )
 from workerledger.adapters.rest.router import create_router
-from workerledger.adapters.service import LedgerService
-from workerledger.adapters.store.read_models import restore_view, tables_of
-from workerledger.adapters.store.url import open_store
+from workerledger.adapters.runtime import LedgerRuntime
 from workerledger.adapters.sweeper import Sweeper
-from workerledger.adapters.task_waiters import (
-    CommitListener,
-    TaskWaiters,
-    notify_channel,
-    postgres_conninfo,
-)
 from workerledger.core import Actor
 
 from .settings import Settings
 
-logger = logging.getLogger(__name__)
+ASGIApp = Any  # an ASGI callable (python-socketio and uvicorn are untyped here)
 
 
 @dataclass
 class Host:
-    asgi: Any  # socketio.ASGIApp
+    asgi: ASGIApp  # socketio.ASGIApp around `api`, reporting start-up failures
     api: FastAPI
     sio: Any  # socketio.AsyncServer
-    ledger: Ledger
-    sockets: WorkerSockets
-    sweeper: Sweeper
+    runtime: LedgerRuntime
     settings: Settings
 
+    @property
+    def ledger(self) -> Ledger:
+        return self.runtime.ledger
 
-def build_host(settings: Settings | None = None) -> Host:
+    @property
+    def sweeper(self) -> Sweeper:
+        return self.runtime.sweeper
+
+    @property
+    def sockets(self) -> WorkerSockets:
+        sockets = self.runtime.sockets
+        if sockets is None:  # never: build_host gives the runtime its AsyncServer
+            raise RuntimeError("this host's runtime has no Socket.IO server")
+        return sockets
+
+
+def build_host(settings: Settings | None = None, *, emitters: Sequence[Emitter] = ()) -> Host:
+    """The reference host for `settings`; `emitters` also receive every committed batch."""
     settings = settings or Settings()
     if not settings.auth_tokens:
         raise ValueError("WORKERLEDGER_AUTH_TOKENS is empty: every route needs a token")
@@ -80,112 +86,55 @@ def build_host(settings: Settings | None = None) -> Host:
         if settings.socketio_manager_url
         else None
     )
+    limits = settings.input_limits()
     sio = socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,
         ping_interval=settings.ping_interval_seconds,
         ping_timeout=settings.ping_timeout_seconds,
-        max_http_buffer_size=settings.max_body_bytes,
+        max_http_buffer_size=limits.max_body_bytes,
     )
-    waiters = TaskWaiters()
-    ledger = Ledger(
-        LedgerService(open_store(settings.database_url)),
-        emitter=CompositeEmitter(SocketIOEmitter(sio), waiters),
+    runtime = LedgerRuntime(
+        settings.database_url,
+        authenticate=authenticate,
+        sio=sio,
+        policies=settings.policies(),
+        limits=limits,
+        emitters=emitters,
     )
-    timeout = settings.heartbeat_timeout_seconds
-    sockets = register_socketio_handlers(
-        sio,
-        ledger,
-        authenticate,
-        grace_seconds=settings.disconnect_grace_seconds,
-        heartbeat_timeout_seconds=timeout,
-        limits=settings.input_limits(),
-        events_per_second=settings.socketio_rate,
-        event_burst=settings.socketio_burst,
-    )
-    if manager is not None:
-        manager.on_resubscribe = sockets.resync_local
-    sweeper = Sweeper(
-        ledger,
-        interval_seconds=settings.sweep_interval_seconds,
-        heartbeat_timeout_seconds=timeout,
-        local_sids=lambda: sockets.local_sids,
-        on_tick=waiters.notify_all,
-        claim_timeout_seconds=settings.claim_timeout_seconds,
-    )
-
-    tables = tables_of(ledger.service.store)
-    commits = _commit_listener(settings.database_url, ledger, waiters)
-
-    async def checkpoint_read_model() -> None:
-        if tables is not None:
-            await ledger.read(tables.checkpoint)
-
-    async def checkpoint_loop() -> None:
-        while True:
-            await asyncio.sleep(settings.checkpoint_interval_seconds)
-            try:
-                await checkpoint_read_model()
-            except Exception:
-                logger.exception("read-model checkpoint failed; retrying next interval")
-
+    register_socketio_handlers(sio, runtime)
     startup_failures: list[str] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # start from the read-model tables, then fold what the log holds beyond them
         try:
-            await ledger.call(lambda: restore_view(ledger.service))
+            await runtime.start()
         except StoreError as error:
             startup_failures.append(f"workerledger cannot start: {error}")
-            await asyncio.to_thread(ledger.close)
             raise
-        if manager is not None and not sio.manager_initialized:
-            # subscribe now rather than at the first connection, so that a client's
-            # first room operations already hear the other hosts
-            sio.manager_initialized = True
-            manager.initialize()
-        if commits is not None:
-            commits.start()
-        sweeper.start()
-        checkpoints = asyncio.create_task(checkpoint_loop())
         try:
             yield
         finally:
-            checkpoints.cancel()
-            if commits is not None:
-                await commits.stop()
-            await sweeper.stop()
-            await sockets.aclose()
-            await checkpoint_read_model()
-            await asyncio.to_thread(ledger.close)
+            await runtime.stop()
 
     api = FastAPI(title="workerledger", lifespan=lifespan)
-    api.include_router(
-        create_router(
-            ledger,
-            authenticate,
-            waiters=waiters,
-            allowed_categories=settings.allowed_categories,
-            long_poll_max_wait_seconds=settings.long_poll_max_wait_seconds,
-            limits=settings.input_limits(),
-        )
-    )
+    api.include_router(create_router(runtime))
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     asgi = _reporting_startup_failures(socketio.ASGIApp(sio, other_asgi_app=api), startup_failures)
-    return Host(asgi, api, sio, ledger, sockets, sweeper, settings)
+    return Host(asgi, api, sio, runtime, settings)
 
 
-def _reporting_startup_failures(app: Any, failures: list[str]) -> Any:
+def _reporting_startup_failures(app: ASGIApp, failures: list[str]) -> ASGIApp:
     """`app`, whose failed lifespan start-up says `failures[-1]` instead of a traceback."""
 
     async def asgi(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
-            return await app(scope, receive, send)
+            await app(scope, receive, send)
+            return
 
         async def send_message(message: Any) -> None:
             if message["type"] == "lifespan.startup.failed" and failures:
@@ -197,26 +146,6 @@ def _reporting_startup_failures(app: Any, failures: list[str]) -> Any:
     return asgi
 
 
-def _commit_listener(
-    database_url: str, ledger: Ledger, waiters: TaskWaiters
-) -> CommitListener | None:
-    """On PostgreSQL: wake this host's long-polls when any host commits (LISTEN/NOTIFY)."""
-    conninfo = postgres_conninfo(database_url)
-    channel = notify_channel(ledger.service.store)
-    if conninfo is None or channel is None:
-        return None
-
-    async def wake() -> None:
-        watched = waiters.watched()
-        if watched:
-            versions = await ledger.read(
-                lambda view: {task_id: view.version(f"task:{task_id}") for task_id in watched}
-            )
-            waiters.wake_changed(versions)
-
-    return CommitListener(conninfo, channel, wake)
-
-
-def create_app(settings: Settings | None = None) -> Any:
+def create_app(settings: Settings | None = None) -> ASGIApp:
     """The host as one ASGI app (FastAPI wrapped by `socketio.ASGIApp`)."""
     return build_host(settings).asgi

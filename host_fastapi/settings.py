@@ -3,7 +3,8 @@
 Each default carries its reason in the field description (`workerledger serve --help`
 and the README list them). The input limits (`MAX_*`, `SOCKETIO_RATE` / `_BURST`) take
 their defaults from `adapters.input_limits`, the same ones `create_router` and
-`register_socketio_handlers` use for embedding hosts.
+`register_socketio_handlers` use for embedding hosts. `policies()` and
+`input_limits()` are what the host's `LedgerRuntime` is built with.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from workerledger.adapters.input_limits import DEFAULT_LIMITS, InputLimits
 from workerledger.adapters.realtime.acks import EVENT_BURST, EVENTS_PER_SECOND
+from workerledger.adapters.runtime import LedgerPolicies
 from workerledger.adapters.store.url import DEFAULT_DATABASE_URL
-from workerledger.core.model import DEFAULT_CATEGORIES
+from workerledger.core import DEFAULT_CATEGORIES
 
 
 class TokenInfo(BaseModel):
@@ -151,6 +153,20 @@ class Settings(BaseSettings):
         description="Socket.IO events a connection may send at once (a worker joining many "
         "job rooms on connect).",
     )
+
+    def policies(self) -> LedgerPolicies:
+        """The rules and timers the host's `LedgerRuntime` runs with."""
+        return LedgerPolicies(
+            heartbeat_timeout_seconds=self.heartbeat_timeout_seconds,
+            disconnect_grace_seconds=self.disconnect_grace_seconds,
+            sweep_interval_seconds=self.sweep_interval_seconds,
+            claim_timeout_seconds=self.claim_timeout_seconds,
+            checkpoint_interval_seconds=self.checkpoint_interval_seconds,
+            allowed_categories=self.allowed_categories,
+            long_poll_max_wait_seconds=self.long_poll_max_wait_seconds,
+            events_per_second=self.socketio_rate,
+            event_burst=self.socketio_burst,
+        )
 
     def input_limits(self) -> InputLimits:
         return InputLimits(

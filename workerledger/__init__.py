@@ -2,7 +2,31 @@
 
 Layers (dependencies point one way): `workerledger.core` (pure decisions) <-
 `workerledger.adapters` (store, Socket.IO, REST, sweeper) <- `workerledger.host_fastapi`.
+
+The public API is this module; nothing else is needed to run workers or to embed the
+ledger in a host app (README, "Host App Integration"):
+
+- workers: `JobManager`, `Extension`, `ClaimedTask` (the SDK);
+- the core: `Actor`, `Command`, `Event`, `Decision`, `DomainError`, `Emission`,
+  `LedgerState`, `TaskStatus`, `WorkerStatus`, `decide`, `evolve`, `fold`, `handle`;
+- embedding: `LedgerRuntime` (the composition root: store, view, service, ledger,
+  Socket.IO handlers, sweeper, checkpoints; `start()` / `stop()` in the lifespan),
+  its `LedgerPolicies` and `InputLimits`, `create_router(runtime)`,
+  `register_socketio_handlers(sio, runtime)` (returns the `WorkerSockets`),
+  `cleanup_worker(ledger, worker_id, sid)` for a host's own disconnect handler,
+  authentication (`Authenticator`, `StaticTokens`), the `Ledger` and the `Emitter`
+  protocol, and the store (`open_store`, `EventStore`, `StoreError`);
+- the reference host: `create_app(settings)`, `Settings`.
+
+The host-side names are imported on first use, so that `import workerledger` stays
+light (no FastAPI, SQLAlchemy or eventsourcing import for workers and the pure core);
+type checkers see them through the `TYPE_CHECKING` imports below.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from workerledger.client import ClaimedTask, Extension, JobManager
 from workerledger.core import (
@@ -21,14 +45,36 @@ from workerledger.core import (
     handle,
 )
 
+if TYPE_CHECKING:
+    from workerledger.adapters.auth import Authenticator, StaticTokens
+    from workerledger.adapters.cleanup import cleanup_worker
+    from workerledger.adapters.input_limits import InputLimits
+    from workerledger.adapters.ledger import Emitter, Ledger
+    from workerledger.adapters.ports import EventStore, StoreError
+    from workerledger.adapters.realtime.handlers import WorkerSockets, register_socketio_handlers
+    from workerledger.adapters.rest.router import create_router
+    from workerledger.adapters.runtime import LedgerPolicies, LedgerRuntime
+    from workerledger.adapters.store.url import open_store
+    from workerledger.host_fastapi.app import create_app
+    from workerledger.host_fastapi.settings import Settings
+
 __version__ = "0.1.0"
 
-# Host-side names, imported on first use so that `import workerledger` stays light
-# (no FastAPI or python-socketio import for clients and the pure core).
 _LAZY = {
+    "Authenticator": "workerledger.adapters.auth",
+    "StaticTokens": "workerledger.adapters.auth",
     "cleanup_worker": "workerledger.adapters.cleanup",
+    "InputLimits": "workerledger.adapters.input_limits",
+    "Emitter": "workerledger.adapters.ledger",
+    "Ledger": "workerledger.adapters.ledger",
+    "EventStore": "workerledger.adapters.ports",
+    "StoreError": "workerledger.adapters.ports",
+    "WorkerSockets": "workerledger.adapters.realtime.handlers",
     "register_socketio_handlers": "workerledger.adapters.realtime.handlers",
     "create_router": "workerledger.adapters.rest.router",
+    "LedgerPolicies": "workerledger.adapters.runtime",
+    "LedgerRuntime": "workerledger.adapters.runtime",
+    "open_store": "workerledger.adapters.store.url",
     "create_app": "workerledger.host_fastapi.app",
     "Settings": "workerledger.host_fastapi.settings",
 }
@@ -36,25 +82,35 @@ _LAZY = {
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value: object = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     raise AttributeError(f"module 'workerledger' has no attribute {name!r}")
 
 
 __all__ = [
     "Actor",
+    "Authenticator",
     "ClaimedTask",
     "Command",
     "Decision",
     "DomainError",
     "Emission",
+    "Emitter",
     "Event",
+    "EventStore",
     "Extension",
+    "InputLimits",
     "JobManager",
+    "Ledger",
+    "LedgerPolicies",
+    "LedgerRuntime",
     "LedgerState",
     "Settings",
+    "StaticTokens",
+    "StoreError",
     "TaskStatus",
+    "WorkerSockets",
     "WorkerStatus",
     "__version__",
     "cleanup_worker",
@@ -64,5 +120,6 @@ __all__ = [
     "evolve",
     "fold",
     "handle",
+    "open_store",
     "register_socketio_handlers",
 ]

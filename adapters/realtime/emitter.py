@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from workerledger.core import DisconnectSid, Emission, Emit, EnterRoom, LeaveRoom
 
-from ..ledger import Emitter, Ledger
+from ..ledger import Emitter
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,3 @@ class CompositeEmitter:
                 await emitter.deliver(emissions)
             except Exception:
                 logger.exception("emitter %r failed", emitter)
-
-
-def chain_emitter(ledger: Ledger, emitter: Emitter) -> None:
-    """Add `emitter` after the ledger's current one (used at wiring time only)."""
-    current = ledger.emitter
-    ledger.emitter = emitter if current is None else CompositeEmitter(current, emitter)

@@ -1,7 +1,8 @@
 """Socket.IO handlers: authenticated connections, job rooms, watchers, disconnect cleanup.
 
-`register_socketio_handlers(sio, ledger, authenticate)` installs, on an existing
-`socketio.AsyncServer`:
+`register_socketio_handlers(sio, runtime)` installs the handlers a `LedgerRuntime`
+built for its `socketio.AsyncServer` (or, the older form, builds them for
+`(sio, ledger, authenticate)`):
 
 - `connect`: bearer token from `auth={"token": ...}` or an `Authorization` header;
   refused with `ConnectionRefusedError` otherwise.
@@ -34,15 +35,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import socketio
-from workerledger.core import JoinJobRoom, LeaveJobRoom, is_valid_room_id, room_of_watchers
-from workerledger.core.errors import InvalidRoomIdError
+from workerledger.core import (
+    InvalidRoomIdError,
+    JoinJobRoom,
+    LeaveJobRoom,
+    is_valid_room_id,
+    room_of_watchers,
+)
 
 from ..auth import Authenticator, Clock, socketio_token, utc_now
-from ..cleanup import cleanup_worker, expire_grace
+from ..cleanup import cleanup_worker, expire_grace, grace_deadline
 from ..input_limits import DEFAULT_LIMITS, InputLimits, check_length, check_value
 from ..ledger import Ledger
 from ..projection import Projection
@@ -59,6 +64,9 @@ from .acks import (
 )
 from .emitter import SocketIOServer
 from .redis_manager import ResyncingRedisManager as ResyncingRedisManager
+
+if TYPE_CHECKING:  # the runtime builds these handlers: a real import would be a cycle
+    from ..runtime import LedgerRuntime
 
 logger = logging.getLogger(__name__)
 SESSION_KEY = "workerledger"
@@ -146,19 +154,19 @@ class WorkerSockets:
         return sorted(session.worker_ids)
 
     async def _release(self, sid: str, worker_ids: list[str], reason: str) -> None:
+        """Disconnect each worker; time the expiry of the grace window the core recorded."""
         for worker_id in worker_ids:
             try:
-                now = self.clock()
                 decision = await cleanup_worker(
                     self.ledger,
                     worker_id,
                     sid,
                     reason=reason,
                     grace_seconds=self.grace_seconds,
-                    now=now,
+                    now=self.clock(),
                 )
-                if decision is not None and self.grace_seconds > 0:
-                    deadline = now + timedelta(seconds=self.grace_seconds)
+                deadline = grace_deadline(decision, worker_id) if decision else None
+                if deadline is not None:
                     timeout = self.heartbeat_timeout_seconds
                     work = expire_grace(self.ledger, worker_id, deadline, timeout, self.clock)
                     self._spawn(work, self._timers)
@@ -264,9 +272,10 @@ class WorkerSockets:
             def heads(view: Projection) -> dict[str, dict[str, str]]:
                 out: dict[str, dict[str, str]] = {}
                 for room in rooms:
+                    if not room.startswith(JOB_ROOM_PREFIX):
+                        continue
                     job = room.removeprefix(JOB_ROOM_PREFIX)
-                    if room.startswith(JOB_ROOM_PREFIX) and view.pending_count(job):
-                        task = view.tasks[view.seq_task[view.pending[job][0]]]
+                    if (task := view.oldest_pending(job)) is not None:
                         out[room] = {"job_name": job, "room_id": task.room_id, "task_id": task.id}
                 return out
 
@@ -297,7 +306,7 @@ class WorkerSockets:
 
     async def _speaks_for(self, sid: str, worker_id: str) -> bool:
         def query(view: Projection) -> bool:
-            worker = view.workers.get(worker_id)
+            worker = view.worker(worker_id)
             return worker is not None and worker.sid == sid
 
         return await self.ledger.read(query)
@@ -323,6 +332,13 @@ class WorkerSockets:
         await asyncio.gather(*self._timers, return_exceptions=True)
 
 
+@overload
+def register_socketio_handlers(
+    sio: SocketIOServer, ledger: LedgerRuntime, *, handle_disconnect: bool = True
+) -> WorkerSockets: ...
+
+
+@overload
 def register_socketio_handlers(
     sio: SocketIOServer,
     ledger: Ledger,
@@ -336,25 +352,39 @@ def register_socketio_handlers(
     limits: InputLimits = DEFAULT_LIMITS,
     events_per_second: float = EVENTS_PER_SECOND,
     event_burst: int = EVENT_BURST,
+) -> WorkerSockets: ...
+
+
+def register_socketio_handlers(
+    sio: SocketIOServer,
+    ledger: Ledger | LedgerRuntime,
+    authenticate: Authenticator | None = None,
+    *,
+    handle_disconnect: bool = True,
+    **options: Any,
 ) -> WorkerSockets:
-    """Install the workerledger handlers on `sio` and return them (the sweeper needs them).
+    """Install the workerledger handlers on `sio` and return them.
+
+    `register_socketio_handlers(sio, runtime)` installs the handlers the `LedgerRuntime`
+    built for this server (its policies, limits, clock and authenticator; its sweeper,
+    Redis resync and `stop()` already use them). The older form
+    `register_socketio_handlers(sio, ledger, authenticate, grace_seconds=..., ...)`
+    builds them here from those options; such a host runs its own sweeper.
 
     With `handle_disconnect=False` the host keeps its own `disconnect` handler and calls
     `cleanup_worker(ledger, worker_id, sid, ...)` for each id of `await sockets.detach(sid)`.
-    `limits`, `events_per_second` and `event_burst` bound every event (README, "Limits");
-    give the AsyncServer `max_http_buffer_size=limits.max_body_bytes` as well.
+    Give the AsyncServer `max_http_buffer_size=limits.max_body_bytes` as well.
     """
-    sockets = WorkerSockets(
-        sio,
-        ledger,
-        authenticate,
-        grace_seconds=grace_seconds,
-        heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-        clock=clock,
-        namespace=namespace,
-        limits=limits,
-        events_per_second=events_per_second,
-        event_burst=event_burst,
-    )
+    if isinstance(ledger, Ledger):
+        if authenticate is None:
+            raise TypeError("with a Ledger, pass authenticate: (sio, ledger, authenticate)")
+        options = {"grace_seconds": 10.0, "heartbeat_timeout_seconds": 60.0} | options
+        sockets = WorkerSockets(sio, ledger, authenticate, **options)
+    else:
+        if authenticate is not None or options:
+            raise TypeError("a LedgerRuntime holds the authenticator, policies and limits")
+        if ledger.sockets is None or ledger.sio is not sio:
+            raise ValueError("this runtime was built without this server: LedgerRuntime(sio=...)")
+        sockets = ledger.sockets
     sockets.install(handle_disconnect=handle_disconnect)
     return sockets

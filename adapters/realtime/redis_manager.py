@@ -1,9 +1,11 @@
 """`ResyncingRedisManager`: python-socketio's Redis manager, told when it subscribes again.
 
 Several hosts share rooms and emits through Redis; pub/sub is fire-and-forget, so what
-was published while a host's subscription was down is lost to it. The manager reports
-each re-subscription (`on_resubscribe`), where the host makes its own clients
-resynchronise (`WorkerSockets.resync_local`).
+was published while a host's subscription was down is lost to it. The manager counts
+each re-subscription and lets a consumer await the next one (`resubscribed`); the
+host's `LedgerRuntime` does, and makes its own clients resynchronise
+(`WorkerSockets.resync_local`). The manager knows nothing of the handlers, so it can be
+built before the AsyncServer that needs it, and nothing is attached to it afterwards.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """`socketio.AsyncRedisManager` that reports every re-subscription after a lost
-    connection to Redis (`on_resubscribe`), and retries at most every
-    `max_retry_seconds` instead of the library's 60 s.
+    connection to Redis (`resubscribed`, and the optional `on_resubscribe` hook), and
+    retries at most every `max_retry_seconds` instead of the library's 60 s.
 
     `_redis_listen_with_retries` follows python-socketio 5.18's own loop (pinned <6);
     only the hook and the cap are added. Messages published while the subscription was
@@ -41,6 +43,17 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self.max_retry_seconds = max_retry_seconds
         self.resubscriptions = 0
         self._hooks: set[asyncio.Task[object]] = set()
+        self._changed = asyncio.Event()  # set (and replaced) at every re-subscription
+
+    async def resubscribed(self, after: int) -> int:
+        """Wait until there were more than `after` re-subscriptions; returns how many.
+
+        A consumer loops `seen = await manager.resubscribed(seen)`: re-subscriptions
+        while it was busy are coalesced into one wake-up, none is missed.
+        """
+        while self.resubscriptions <= after:
+            await self._changed.wait()
+        return self.resubscriptions
 
     async def _redis_listen_with_retries(self) -> Any:
         retry_sleep = 1.0
@@ -72,6 +85,8 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     def _resubscribed(self) -> None:
         self.resubscriptions += 1
         logger.warning("Socket.IO manager subscribed to Redis again; resynchronising clients")
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
         if self.on_resubscribe is not None:
             task = asyncio.get_running_loop().create_task(self.on_resubscribe())
             self._hooks.add(task)

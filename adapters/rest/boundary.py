@@ -24,7 +24,7 @@ from fastapi import Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 from pydantic.fields import FieldInfo
-from workerledger.core.model import DEFAULT_CATEGORIES
+from workerledger.core import DEFAULT_CATEGORIES
 
 from ..input_limits import (
     DEFAULT_LIMITS,

@@ -9,8 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from workerledger.core import Actor, JobState, WorkerState
-from workerledger.core.model import DEFAULT_CATEGORIES, GLOBAL_ROOM, INTERNAL_ROOM
+from workerledger.core import DEFAULT_CATEGORIES, GLOBAL_ROOM, INTERNAL_ROOM, Actor, JobState
 
 from ..auth import Authenticator, Clock, utc_now
 from ..input_limits import DEFAULT_LIMITS, InputLimits
@@ -62,9 +61,3 @@ def job_listed(view: Projection, job: JobState) -> bool:
     return (
         bool(job.workers) or job.room_id == INTERNAL_ROOM or view.pending_count(job.full_name) > 0
     )
-
-
-def live_workers(view: Projection) -> list[WorkerState]:
-    """Workers that have not ended, newest first."""
-    workers = (view.workers[worker_id] for worker_id in reversed(view.worker_order))
-    return [worker for worker in workers if not worker.is_ended]

@@ -12,8 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from workerledger.core import Actor
-from workerledger.core.errors import TaskNotFoundError, WorkerNotFoundError
+from workerledger.core import Actor, TaskNotFoundError, WorkerNotFoundError
 
 from ..store.history import (
     HistoryNotFoundError,

@@ -6,6 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from workerledger.core import (
     Actor,
+    InvalidRoomIdError,
+    JobNotFoundError,
+    JobRegistered,
     JobState,
     RegisterJob,
     TaskStatus,
@@ -13,11 +16,9 @@ from workerledger.core import (
     job_full_name,
     split_job_name,
 )
-from workerledger.core.errors import InvalidRoomIdError, JobNotFoundError
-from workerledger.core.events import JobRegistered
 
 from ..projection import Projection
-from .context import RestContext, job_listed, live_workers, visible_rooms
+from .context import RestContext, job_listed, visible_rooms
 from .idempotency import IdempotencyKey, request_digest
 from .models import (
     JobRegisterRequest,
@@ -32,8 +33,7 @@ from .models import (
     job_response,
     job_summary,
     page,
-    page_of,
-    task_view,
+    tasks_page,
     worker_summary,
 )
 from .problems import problem_responses
@@ -45,16 +45,14 @@ def check_room(room_id: str) -> None:
 
 
 def resolve_job(view: Projection, job_name: str, *, listed_only: bool = True) -> JobState:
-    job = view.jobs.get(job_name) if split_job_name(job_name) else None
+    job = view.job(job_name) if split_job_name(job_name) else None
     if job is None or (listed_only and not job_listed(view, job)):
         raise JobNotFoundError(f"job {job_name} not found")
     return job
 
 
 def _listed_jobs(view: Projection, room_id: str) -> list[JobState]:
-    rooms = visible_rooms(room_id)
-    jobs = [job for job in reversed(view.jobs.values()) if job.room_id in rooms]
-    listed = [job for job in jobs if job_listed(view, job)]
+    listed = [job for job in view.jobs_in(visible_rooms(room_id)) if job_listed(view, job)]
     return sorted(listed, key=lambda job: job.created_at, reverse=True)
 
 
@@ -72,7 +70,7 @@ def job_routes(ctx: RestContext) -> APIRouter:
 
         def query(view: Projection) -> Paginated[WorkerSummary]:
             linked = {w for job in _listed_jobs(view, room_id) for w in job.workers}
-            items = [worker_summary(w) for w in live_workers(view) if w.id in linked]
+            items = [worker_summary(w) for w in view.live_workers() if w.id in linked]
             return page(items, limit, offset)
 
         return await ctx.ledger.read(query)
@@ -89,7 +87,7 @@ def job_routes(ctx: RestContext) -> APIRouter:
         full_name = job_full_name(room_id, body.category, body.name)
 
         def was_listed(view: Projection) -> bool:
-            job = view.jobs.get(full_name)
+            job = view.job(full_name)
             return job is not None and job_listed(view, job)
 
         listed_before = await ctx.ledger.read(was_listed)
@@ -144,14 +142,8 @@ def job_routes(ctx: RestContext) -> APIRouter:
 
         def query(view: Projection) -> Paginated[TaskResponse]:
             job = resolve_job(view, job_name, listed_only=False)
-            ids = reversed(view.room_tasks.get(room_id, []))
-            tasks = [view.tasks[task_id] for task_id in ids]
-            chosen = [
-                t.id
-                for t in tasks
-                if t.job_name == job.full_name and (status is None or t.status is status)
-            ]
-            return page_of(chosen, limit, offset, lambda task_id: task_view(view, task_id))
+            tasks = view.tasks_of_job_in_room(room_id, job.full_name, status)
+            return tasks_page(view, tasks, limit, offset)
 
         return await ctx.ledger.read(query)
 

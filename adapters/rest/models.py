@@ -19,14 +19,13 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, create_model
 from workerledger.core import (
     Decision,
-    Emit,
     JobState,
     RunningTaskPolicy,
+    TaskNotFoundError,
     TaskState,
     TaskStatus,
     WorkerState,
 )
-from workerledger.core.errors import TaskNotFoundError
 
 from ..input_limits import InputLimits
 from ..projection import Projection
@@ -35,6 +34,7 @@ Limit = Annotated[int, Query(ge=0, le=500)]  # pagination, as in zndraw-joblib 0
 Offset = Annotated[int, Query(ge=0)]
 
 T = TypeVar("T")
+K = TypeVar("K")
 UtcDatetime = Annotated[
     datetime, PlainSerializer(lambda value: value.astimezone(UTC).isoformat(), return_type=str)
 ]
@@ -190,9 +190,7 @@ def page(items: Sequence[T], limit: int, offset: int) -> Paginated[T]:
     )
 
 
-def page_of(
-    keys: Sequence[str], limit: int, offset: int, build: Callable[[str], T]
-) -> Paginated[T]:
+def page_of(keys: Sequence[K], limit: int, offset: int, build: Callable[[K], T]) -> Paginated[T]:
     """Paginate `keys` and build only the items on the page."""
     items = [build(key) for key in keys[offset : offset + limit]]
     return Paginated[T](items=items, total=len(keys), limit=limit, offset=offset)
@@ -251,16 +249,23 @@ def task_response(task: TaskState, queue_position: int | None = None) -> TaskRes
 
 def task_view(view: Projection, task_id: str) -> TaskResponse:
     """A task as the view holds it now; TaskNotFoundError if unknown."""
-    task = view.tasks.get(task_id)
+    task = view.task(task_id)
     if task is None:
         raise TaskNotFoundError(f"task {task_id} not found")
     return task_response(task, view.queue_position(task_id))
 
 
-def task_after(decision: Decision, task_id: str) -> TaskResponse:
-    """The task as the decision left it, with the queue position its delivery carries."""
-    position = None
-    for emission in decision.emissions:
-        if isinstance(emission, Emit) and emission.data.get("id") == task_id:
-            position = emission.data.get("queue_position")
-    return task_response(decision.state.tasks[task_id], position)
+def tasks_page(
+    view: Projection, tasks: Sequence[TaskState], limit: int, offset: int
+) -> Paginated[TaskResponse]:
+    """One page of `tasks`, each with its queue position in the view."""
+    return page_of(
+        tasks, limit, offset, lambda task: task_response(task, view.queue_position(task.id))
+    )
+
+
+def task_after(view: Projection, decision: Decision, task_id: str) -> TaskResponse:
+    """The task as the decision left it, ranked in the view's queue (a named query, not
+    the emissions): run it right after the command, whose events the service has
+    folded into the view."""
+    return task_response(decision.state.tasks[task_id], view.queue_position(task_id))

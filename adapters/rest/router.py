@@ -1,18 +1,19 @@
 """`create_router`: the zndraw-joblib 0.1.7 jobs/tasks/workers REST API over a Ledger.
 
-Mount it with `app.include_router(create_router(ledger, authenticate))`; errors are
-problem+json without any app-level handler. Every route needs a bearer token.
+Mount it with `app.include_router(create_router(runtime))`; errors are problem+json
+without any app-level handler. Every route needs a bearer token.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, overload
+
 from fastapi import APIRouter
-from workerledger.core.model import DEFAULT_CATEGORIES
+from workerledger.core import DEFAULT_CATEGORIES
 
 from ..auth import Authenticator, Clock, utc_now
 from ..input_limits import DEFAULT_LIMITS, InputLimits
 from ..ledger import Ledger
-from ..realtime.emitter import chain_emitter
 from ..task_waiters import TaskWaiters
 from .context import RestContext
 from .history import history_routes
@@ -21,10 +22,30 @@ from .problems import include_with_allow
 from .tasks import PREFIX, task_routes
 from .workers import worker_routes
 
+if TYPE_CHECKING:  # the runtime module builds the whole host: keep this import light
+    from ..runtime import LedgerRuntime
 
+
+@overload
+def create_router(ledger: LedgerRuntime) -> APIRouter: ...
+
+
+@overload
 def create_router(
     ledger: Ledger,
     authenticate: Authenticator,
+    *,
+    waiters: TaskWaiters,
+    clock: Clock = utc_now,
+    allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES,
+    long_poll_max_wait_seconds: float = 60.0,
+    limits: InputLimits = DEFAULT_LIMITS,
+) -> APIRouter: ...
+
+
+def create_router(
+    ledger: Ledger | LedgerRuntime,
+    authenticate: Authenticator | None = None,
     *,
     waiters: TaskWaiters | None = None,
     clock: Clock = utc_now,
@@ -34,23 +55,38 @@ def create_router(
 ) -> APIRouter:
     """The REST router (prefix `/v1/joblib`).
 
-    Without `waiters`, a `TaskWaiters` is created and chained onto `ledger.emitter`
-    so that long-polls wake on committed status changes; pass your own (already
-    chained) to share it with a `Sweeper` for changes made by other hosts. `limits`
-    bound every request before anything is decided (README, "Limits").
+    `create_router(runtime)` takes everything from the `LedgerRuntime`: its ledger,
+    authenticator, clock, policies (allowed categories, long-poll cap), limits and the
+    task waiters its ledger already delivers to. The older form
+    `create_router(ledger, authenticate, waiters=...)` needs the `TaskWaiters` that
+    the ledger's emitter delivers to (so long-polls wake on committed changes); the
+    router never changes the ledger. `limits` bound every request before anything is
+    decided (README, "Limits").
     """
-    if waiters is None:
-        waiters = TaskWaiters()
-        chain_emitter(ledger, waiters)
-    ctx = RestContext(
-        ledger=ledger,
-        authenticate=authenticate,
-        waiters=waiters,
-        clock=clock,
-        allowed_categories=allowed_categories,
-        long_poll_max_wait_seconds=long_poll_max_wait_seconds,
-        limits=limits,
-    )
+    if isinstance(ledger, Ledger):
+        if authenticate is None or waiters is None:
+            raise TypeError("with a Ledger, pass authenticate and the waiters it delivers to")
+        ctx = RestContext(
+            ledger=ledger,
+            authenticate=authenticate,
+            waiters=waiters,
+            clock=clock,
+            allowed_categories=allowed_categories,
+            long_poll_max_wait_seconds=long_poll_max_wait_seconds,
+            limits=limits,
+        )
+    else:
+        if authenticate is not None or waiters is not None:
+            raise TypeError("a LedgerRuntime holds the authenticator and the waiters")
+        ctx = RestContext(
+            ledger=ledger.ledger,
+            authenticate=ledger.authenticate,
+            waiters=ledger.waiters,
+            clock=ledger.clock,
+            allowed_categories=ledger.policies.allowed_categories,
+            long_poll_max_wait_seconds=ledger.policies.long_poll_max_wait_seconds,
+            limits=ledger.limits,
+        )
     router = APIRouter(prefix=PREFIX)
     parts = [worker_routes(ctx), job_routes(ctx), task_routes(ctx), history_routes(ctx)]
     include_with_allow(router, parts)

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
-from workerledger.core import Actor, ClaimTask, SubmitTask, TaskStatus, UpdateTask
+from workerledger.core import Actor, ClaimTask, Decision, SubmitTask, TaskStatus, UpdateTask
 
 from ..projection import Projection
 from .context import RestContext
@@ -21,9 +21,10 @@ from .models import (
     TaskResponse,
     TaskSubmitRequest,
     TaskUpdateRequest,
-    page_of,
     task_after,
+    task_response,
     task_view,
+    tasks_page,
 )
 from .problems import problem_responses
 
@@ -48,6 +49,15 @@ def task_routes(ctx: RestContext) -> APIRouter:
     )
     CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
 
+    async def answer(decision: Decision, task_id: str) -> TaskResponse:
+        """The task as `decision` left it; a pending one ranked in the queue of the view
+        that just folded the decision's events in (no store read). Only a pending task
+        has a queue position, so claims and reports skip the hop to the ledger thread."""
+        task = decision.state.tasks[task_id]
+        if task.status is not TaskStatus.PENDING:
+            return task_response(task)
+        return await ctx.ledger.read(lambda v: task_after(v, decision, task_id), catch_up=False)
+
     @router.post("/rooms/{room_id}/tasks/{job_name:path}", status_code=202)
     async def submit_task(
         room_id: str,
@@ -62,7 +72,8 @@ def task_routes(ctx: RestContext) -> APIRouter:
         task_id = keyed_task_id(actor.user, idempotency_key) if idempotency_key else None
 
         def check_job(view: Projection) -> None:
-            if task_id not in view.tasks:  # a resend reaches its task even if the job is gone
+            # a resend reaches its task even if the job is gone
+            if task_id is None or view.task(task_id) is None:
                 resolve_job(view, job_name)
 
         await ctx.ledger.read(check_job, liveness=False)
@@ -84,7 +95,7 @@ def task_routes(ctx: RestContext) -> APIRouter:
         if not decision.events:
             mark_replayed(response)
             return await ctx.ledger.read(lambda v: task_view(v, command.task_id), liveness=False)
-        return task_after(decision, command.task_id)
+        return await answer(decision, command.task_id)
 
     @router.get("/rooms/{room_id}/tasks")
     async def list_room_tasks(
@@ -97,10 +108,7 @@ def task_routes(ctx: RestContext) -> APIRouter:
         check_room(room_id)
 
         def query(view: Projection) -> Paginated[TaskResponse]:
-            ids = list(reversed(view.room_tasks.get(room_id, [])))
-            if status is not None:
-                ids = [task_id for task_id in ids if view.tasks[task_id].status is status]
-            return page_of(ids, limit, offset, lambda task_id: task_view(view, task_id))
+            return tasks_page(view, view.tasks_in_room(room_id, status), limit, offset)
 
         return await ctx.ledger.read(query)
 
@@ -132,7 +140,7 @@ def task_routes(ctx: RestContext) -> APIRouter:
             mark_replayed(response)
             task = await ctx.ledger.read(lambda v: task_view(v, claimed.task_id), liveness=False)
             return TaskClaimResponse(task=task)
-        return TaskClaimResponse(task=task_after(claimed.decision, claimed.task_id))
+        return TaskClaimResponse(task=await answer(claimed.decision, claimed.task_id))
 
     @router.get("/tasks/{task_id}")
     async def get_task(
@@ -183,6 +191,6 @@ def task_routes(ctx: RestContext) -> APIRouter:
         decision = await ctx.ledger.execute(command)
         if not decision.events:
             mark_replayed(response)
-        return task_after(decision, command.task_id)
+        return await answer(decision, command.task_id)
 
     return router

@@ -4,11 +4,16 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
-from workerledger.core import Actor, RecordHeartbeat, RegisterWorker, RemoveWorker
-from workerledger.core.errors import DuplicateIdError
+from workerledger.core import (
+    Actor,
+    DuplicateIdError,
+    RecordHeartbeat,
+    RegisterWorker,
+    RemoveWorker,
+)
 
 from ..projection import Projection
-from .context import RestContext, live_workers
+from .context import RestContext
 from .models import (
     Limit,
     Offset,
@@ -42,7 +47,7 @@ def worker_routes(ctx: RestContext) -> APIRouter:
         try:
             decision = await ctx.ledger.execute(command)
         except DuplicateIdError:
-            existing = await ctx.ledger.read(lambda view: view.workers.get(command.worker_id))
+            existing = await ctx.ledger.read(lambda view: view.worker(command.worker_id))
             if idempotency_key is None or existing is None or existing.is_ended:
                 raise
             return worker_response(existing)
@@ -53,7 +58,7 @@ def worker_routes(ctx: RestContext) -> APIRouter:
         actor: CurrentActor, limit: Limit = 50, offset: Offset = 0
     ) -> Paginated[WorkerSummary]:
         def query(view: Projection) -> Paginated[WorkerSummary]:
-            return page([worker_summary(w) for w in live_workers(view)], limit, offset)
+            return page([worker_summary(w) for w in view.live_workers()], limit, offset)
 
         return await ctx.ledger.read(query)
 

@@ -16,8 +16,37 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from workerledger.core import Event, TaskState, WorkerState
-from workerledger.core import events as ev
+from workerledger.core import (
+    WORKER_ENDS,
+    ConnectionAttached,
+    Event,
+    HeartbeatRecorded,
+    JobRegistered,
+    JobWorkerLinked,
+    JobWorkerUnlinked,
+    RoomJoined,
+    RoomLeft,
+    Stream,
+    TaskCancelled,
+    TaskClaimed,
+    TaskCompleted,
+    TaskFailed,
+    TaskReportRejected,
+    TaskRequeued,
+    TaskStarted,
+    TaskState,
+    TaskSubmitted,
+    WorkerDeleted,
+    WorkerDisconnected,
+    WorkerJobLinked,
+    WorkerLeft,
+    WorkerLost,
+    WorkerRegistered,
+    WorkerResumed,
+    WorkerState,
+    WorkerTaskAssigned,
+    WorkerTaskReleased,
+)
 
 from ..ports import EventStore, StoredEvent
 from .json_codec import model_json, to_plain
@@ -87,38 +116,36 @@ class TaskHistory(BaseModel):
 
 def worker_history(store: EventStore, worker_id: str, at: datetime | None = None) -> WorkerHistory:
     """The worker's timeline up to `at` (default: all), its state then, claims and releases."""
-    stream = f"worker:{worker_id}"
+    stream = Stream.worker(worker_id)
     records = _read(store, stream)
     if at is not None:
         records = [r for r in records if r.event.at <= at]
     version = records[-1].version if records else 0
-    state, _ = load_entity(store, stream, version) if records else (None, 0)
+    state, _ = load_entity(store, stream.text, version) if records else (None, 0)
     task_streams: dict[str, list[StoredEvent]] = {}
 
     def task_events(task_id: str) -> list[Event]:
         if task_id not in task_streams:
-            task_streams[task_id] = store.read_stream(f"task:{task_id}")
+            task_streams[task_id] = store.read_stream(Stream.task(task_id).text)
         return [r.event for r in task_streams[task_id] if at is None or r.event.at <= at]
 
     claims = [
         _claim(r.event, task_events(r.event.task_id))
         for r in records
-        if isinstance(r.event, ev.WorkerTaskAssigned)
+        if isinstance(r.event, WorkerTaskAssigned)
     ]
-    ends = {r.event.at for r in records if isinstance(r.event, _ENDS)}
+    ends = {r.event.at for r in records if isinstance(r.event, WORKER_ENDS)}
     caused = [
         Release(
             task_id=e.task_id,
             attempt=e.attempt,
             at=e.at,
-            outcome="requeued" if isinstance(e, ev.TaskRequeued) else "failed",
-            reason=e.reason if isinstance(e, ev.TaskRequeued) else e.error,
+            outcome="requeued" if isinstance(e, TaskRequeued) else "failed",
+            reason=e.reason if isinstance(e, TaskRequeued) else e.error,
         )
         for task_id in sorted({c.task_id for c in claims})
         for e in task_events(task_id)
-        if isinstance(e, ev.TaskRequeued | ev.TaskFailed)
-        and e.worker_id == worker_id
-        and e.at in ends
+        if isinstance(e, TaskRequeued | TaskFailed) and e.worker_id == worker_id and e.at in ends
     ]
     return WorkerHistory(
         worker_id=worker_id,
@@ -133,11 +160,12 @@ def worker_history(store: EventStore, worker_id: str, at: datetime | None = None
 
 def task_history(store: EventStore, task_id: str) -> TaskHistory:
     """The task's timeline and every attempt: who claimed it and how the attempt ended."""
-    records = _read(store, f"task:{task_id}")
+    stream = Stream.task(task_id)
+    records = _read(store, stream)
     attempts: list[Attempt] = []
     for record in records:
         event = record.event
-        if isinstance(event, ev.TaskClaimed):
+        if isinstance(event, TaskClaimed):
             attempts.append(
                 Attempt(
                     attempt=event.attempt,
@@ -148,7 +176,7 @@ def task_history(store: EventStore, task_id: str) -> TaskHistory:
             )
         elif attempts and getattr(event, "attempt", None) == attempts[-1].attempt:
             attempts[-1] = _advance(attempts[-1], event)
-    state, _ = load_entity(store, f"task:{task_id}")
+    state, _ = load_entity(store, stream.text)
     return TaskHistory(
         task_id=task_id,
         state=state if isinstance(state, TaskState) else None,
@@ -157,24 +185,20 @@ def task_history(store: EventStore, task_id: str) -> TaskHistory:
     )
 
 
-_ENDS = (ev.WorkerLost, ev.WorkerLeft, ev.WorkerDeleted)
-
-
-def _read(store: EventStore, stream: str) -> list[StoredEvent]:
-    records = store.read_stream(stream)
+def _read(store: EventStore, stream: Stream) -> list[StoredEvent]:
+    records = store.read_stream(stream.text)
     if not records:
-        kind, _, key = stream.partition(":")
-        raise HistoryNotFoundError(f"no {kind} {key!r} in the log")
+        raise HistoryNotFoundError(f"no {stream.kind.value} {stream.key!r} in the log")
     return records
 
 
-def _claim(assigned: ev.WorkerTaskAssigned, task_events: list[Event]) -> Claim:
+def _claim(assigned: WorkerTaskAssigned, task_events: list[Event]) -> Claim:
     attempt = Attempt(
         attempt=assigned.attempt, worker_id=assigned.worker_id, claimed_at=assigned.at,
         outcome="claimed",
     )  # fmt: skip
     for event in task_events:
-        if not isinstance(event, ev.TaskClaimed) and getattr(event, "attempt", None) == (
+        if not isinstance(event, TaskClaimed) and getattr(event, "attempt", None) == (
             assigned.attempt
         ):
             attempt = _advance(attempt, event)
@@ -191,14 +215,14 @@ def _claim(assigned: ev.WorkerTaskAssigned, task_events: list[Event]) -> Claim:
 def _advance(attempt: Attempt, event: Event) -> Attempt:
     """The attempt after one more event of its task (same attempt number)."""
     match event:
-        case ev.TaskStarted(at=at):
+        case TaskStarted(at=at):
             return attempt.model_copy(update={"outcome": "running", "started_at": at})
-        case ev.TaskCompleted(at=at):
+        case TaskCompleted(at=at):
             return attempt.model_copy(update={"outcome": "completed", "ended_at": at})
-        case ev.TaskFailed(at=at, error=error) | ev.TaskCancelled(at=at, error=error):
-            outcome = "failed" if isinstance(event, ev.TaskFailed) else "cancelled"
+        case TaskFailed(at=at, error=error) | TaskCancelled(at=at, error=error):
+            outcome = "failed" if isinstance(event, TaskFailed) else "cancelled"
             return attempt.model_copy(update={"outcome": outcome, "ended_at": at, "reason": error})
-        case ev.TaskRequeued(at=at, reason=reason):
+        case TaskRequeued(at=at, reason=reason):
             return attempt.model_copy(
                 update={"outcome": "requeued", "ended_at": at, "reason": reason}
             )
@@ -225,56 +249,56 @@ def history_json(history: WorkerHistory | TaskHistory, indent: int | None = None
 def summarize(event: Event) -> str:
     """One readable line per event."""
     match event:
-        case ev.WorkerRegistered(user=user):
+        case WorkerRegistered(user=user):
             return f"registered by {user}"
-        case ev.WorkerJobLinked(job_name=job):
+        case WorkerJobLinked(job_name=job):
             return f"registered for job {job}"
-        case ev.HeartbeatRecorded():
+        case HeartbeatRecorded():
             return "heartbeat"
-        case ev.ConnectionAttached(sid=sid, previous_sid=previous):
+        case ConnectionAttached(sid=sid, previous_sid=previous):
             return f"connected as {sid}" + (f" (replacing {previous})" if previous else "")
-        case ev.RoomJoined(job_name=job, sid=sid):
+        case RoomJoined(job_name=job, sid=sid):
             return f"joined the room of {job} ({sid})"
-        case ev.RoomLeft(job_name=job):
+        case RoomLeft(job_name=job):
             return f"left the room of {job}"
-        case ev.WorkerDisconnected(reason=reason, grace_deadline=deadline):
+        case WorkerDisconnected(reason=reason, grace_deadline=deadline):
             return f"disconnected ({reason}); grace until {deadline.isoformat()}"
-        case ev.WorkerResumed(sid=sid):
+        case WorkerResumed(sid=sid):
             return f"resumed as {sid}"
-        case ev.WorkerLost(reason=reason):
+        case WorkerLost(reason=reason):
             return f"lost: {reason}"
-        case ev.WorkerLeft(by=by):
+        case WorkerLeft(by=by):
             return f"left (by {by})"
-        case ev.WorkerDeleted(by=by):
+        case WorkerDeleted(by=by):
             return f"deleted by {by}"
-        case ev.WorkerTaskAssigned(task_id=task, attempt=n):
+        case WorkerTaskAssigned(task_id=task, attempt=n):
             return f"claimed task {task} (attempt {n})"
-        case ev.WorkerTaskReleased(task_id=task, status=status):
+        case WorkerTaskReleased(task_id=task, status=status):
             return f"released task {task} ({status.value})"
-        case ev.JobRegistered(by=by, on_worker_lost=policy):
+        case JobRegistered(by=by, on_worker_lost=policy):
             return f"job registered by {by} (running tasks of lost workers: {policy.value})"
-        case ev.JobWorkerLinked(worker_id=worker):
+        case JobWorkerLinked(worker_id=worker):
             return f"worker {worker} linked"
-        case ev.JobWorkerUnlinked(worker_id=worker, reason=reason):
+        case JobWorkerUnlinked(worker_id=worker, reason=reason):
             return f"worker {worker} unlinked ({reason})"
-        case ev.TaskSubmitted(by=by, job_name=job, room_id=room):
+        case TaskSubmitted(by=by, job_name=job, room_id=room):
             return f"submitted by {by} in room {room} for {job}"
-        case ev.TaskClaimed(worker_id=worker, attempt=n):
+        case TaskClaimed(worker_id=worker, attempt=n):
             return f"claimed by worker {worker} (attempt {n})"
-        case ev.TaskStarted(worker_id=worker, attempt=n):
+        case TaskStarted(worker_id=worker, attempt=n):
             return f"started by worker {worker} (attempt {n})"
-        case ev.TaskCompleted(worker_id=worker, attempt=n):
+        case TaskCompleted(worker_id=worker, attempt=n):
             return f"completed by worker {worker} (attempt {n})"
-        case ev.TaskFailed(worker_id=worker, attempt=n, error=error, by=by):
+        case TaskFailed(worker_id=worker, attempt=n, error=error, by=by):
             return f"failed (attempt {n}, worker {worker}, by {by})" + (
                 f": {error}" if error else ""
             )
-        case ev.TaskCancelled(attempt=n, error=error, by=by):
+        case TaskCancelled(attempt=n, error=error, by=by):
             return f"cancelled by {by} (attempt {n})" + (f": {error}" if error else "")
-        case ev.TaskRequeued(worker_id=worker, attempt=n, reason=reason, was_running=running):
+        case TaskRequeued(worker_id=worker, attempt=n, reason=reason, was_running=running):
             state = "running" if running else "claimed"
             return f"requeued: worker {worker} {reason} (attempt {n} was {state})"
-        case ev.TaskReportRejected(requested=req, attempt=n, worker_id=worker, current_attempt=cur):
+        case TaskReportRejected(requested=req, attempt=n, worker_id=worker, current_attempt=cur):
             return (
                 f"stale report rejected: {req.value} for attempt {n} by worker {worker} "
                 f"(current attempt {cur})"

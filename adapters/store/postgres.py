@@ -40,18 +40,29 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
     `insert_events` is one explicit transaction: take the library's table lock,
     check the versions of streams named without events, notify, insert with RETURNING.
     Any error rolls the whole transaction back (nothing is committed on a failed check).
+
+    Why it replaces the library's `insert_events` instead of extending its documented
+    `_insert_events` hook: that hook runs before the table lock (a version check there
+    could pass and then be overtaken by another writer), the lock is not taken at all
+    for a check-only append (no events), the hook is skipped with DB functions, and the
+    library's method is wrapped in a retry of OperationalError that could resend an
+    append whose COMMIT outcome is unknown (the service reads back instead). It is built
+    only from the library's public statements (`lock_table_statements`,
+    `insert_events_statement` with RETURNING, `channel_name`) and
+    `construct_pg_stored_event`, so no private method of the recorder is used.
     """
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
         table = (Identifier(self.datastore.schema), Identifier(self.events_table_name))
-        self._max_version = SQL(
+        self.max_version_statement = SQL(
             "SELECT MAX(originator_version) AS v FROM {}.{} WHERE originator_id = %s"
         ).format(*table)
-        self._select_stream = SQL(
+        self.select_stream_statement = SQL(
             "SELECT notification_id, originator_version, topic, state FROM {}.{} "
             "WHERE originator_id = %s AND originator_version > %s"
         ).format(*table)
+        self.notify_statement = SQL("NOTIFY {}").format(Identifier(self.channel_name))
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -61,17 +72,24 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         ids: list[int] = []
         with self.datastore.get_connection() as conn:
             with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
-                self._lock_table(curs)
+                for lock_statement in self.lock_table_statements:  # lock_timeout, EXCLUSIVE
+                    curs.execute(lock_statement, prepare=True)
                 for originator_id, expected in check.items():
-                    curs.execute(self._max_version, (originator_id,))
+                    curs.execute(self.max_version_statement, (originator_id,))
                     row = curs.fetchone()  # fetching syncs the pipeline: the lock is held
                     current = (row or {}).get("v") or 0
                     if current != expected:
                         msg = f"{originator_id} is at version {current}, not {expected}"
                         raise IntegrityError(msg)  # nothing inserted yet; rolls back
                 if stored_events:
-                    self._notify_channel(curs)
-                    PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events)
+                    curs.execute(self.notify_statement)
+                    rows = [
+                        self.construct_pg_stored_event(
+                            e.originator_id, e.originator_version, e.topic, e.state
+                        )
+                        for e in stored_events
+                    ]
+                    curs.execute(query=self.insert_events_statement, params=(rows,))
                     try:  # sync here so a duplicate version surfaces before COMMIT
                         pipeline.sync()
                         ids = [row["notification_id"] for row in curs.fetchall()]
@@ -84,7 +102,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
     def select_stream(
         self, originator_id: UUID, *, gt: int = 0, lte: int | None = None
     ) -> list[Notification]:
-        statement: Composed = self._select_stream
+        statement: Composed = self.select_stream_statement
         params: list[Any] = [originator_id, gt]
         if lte is not None:
             statement += SQL(" AND originator_version <= %s")

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
-from workerledger.core import JobState, TaskState, WorkerState
+from workerledger.core import JobState, Stream, StreamKind, TaskState, WorkerState
 
 from ..ports import StoreError
 from ..projection import Projection
@@ -60,14 +60,16 @@ def rows_of(view: Projection, streams: Iterable[str] | None) -> Rows:
     """The rows of the named streams' entities (all entities when `streams` is None)."""
     if streams is None:
         streams = [
-            *(f"worker:{k}" for k in view.workers),
-            *(f"job:{k}" for k in view.jobs),
-            *(f"task:{k}" for k in view.tasks),
+            *(Stream.worker(k).text for k in view.workers),
+            *(Stream.job(k).text for k in view.jobs),
+            *(Stream.task(k).text for k in view.tasks),
         ]
-    order = {worker_id: i for i, worker_id in enumerate(view.worker_order)}
+    order = {worker_id: i for i, worker_id in enumerate(view.registration_order())}
+    seq = view.submission_positions()
     workers, jobs, tasks = [], [], []
     for stream in streams:
-        kind, _, key = stream.partition(":")
+        subject = Stream.parse(stream)
+        kind, key = subject.kind, subject.key
         version = view.version(stream)
         if kind == "worker" and key in view.workers:
             w = view.workers[key]
@@ -84,7 +86,7 @@ def rows_of(view: Projection, streams: Iterable[str] | None) -> Rows:
         elif kind == "task" and key in view.tasks:
             t = view.tasks[key]
             tasks.append(
-                {"id": key, "seq": view.task_seq[key], "version": version,
+                {"id": key, "seq": seq[key], "version": version,
                  "job_name": t.job_name, "status": t.status.value, "state": _encode(stream, t)}
             )  # fmt: skip
     return workers, jobs, tasks
@@ -108,7 +110,7 @@ def verify_rows(view: Projection, rows: Rows) -> None:
         ("task", view.tasks, rows[2], "id"),
     ):
         for row in kind_rows:
-            stream = f"{kind}:{row[key]}"
+            stream = Stream(StreamKind(kind), row[key]).text
             try:
                 ok = same_state(decode_state(kind, row["state"]), entities[row[key]])
                 reason = "it reads back different"
@@ -146,7 +148,7 @@ def differences(stored: Projection, rebuilt: Projection) -> list[str]:
     ):
         for key in sorted(mine.keys() | theirs.keys()):
             a, b = mine.get(key), theirs.get(key)
-            stream = f"{kind}:{key}"
+            stream = Stream(StreamKind(kind), key).text
             if a is None:
                 out.append(f"{stream}: missing from the tables")
             elif b is None:
@@ -158,11 +160,12 @@ def differences(stored: Projection, rebuilt: Projection) -> list[str]:
                         f"{stream}: stored version {stored.version(stream)}, "
                         f"rebuilt {rebuilt.version(stream)}"
                     )
-    for task_id in sorted(stored.task_seq.keys() & rebuilt.task_seq.keys()):
-        if stored.task_seq[task_id] != rebuilt.task_seq[task_id]:
-            out.append(f"task:{task_id}: stored queue position differs from the log")
-    if [w for w in stored.worker_order if w in rebuilt.workers] != [
-        w for w in rebuilt.worker_order if w in stored.workers
+    mine_seq, theirs_seq = stored.submission_positions(), rebuilt.submission_positions()
+    for task_id in sorted(mine_seq.keys() & theirs_seq.keys()):
+        if mine_seq[task_id] != theirs_seq[task_id]:
+            out.append(f"{Stream.task(task_id)}: stored queue position differs from the log")
+    if [w for w in stored.registration_order() if w in rebuilt.workers] != [
+        w for w in rebuilt.registration_order() if w in stored.workers
     ]:
         out.append("workers: registration order differs")
     return out

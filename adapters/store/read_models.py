@@ -14,30 +14,31 @@ its checkpoint, in the same database as the log:
   writes nothing, so several hosts can share the tables and a checkpoint is idempotent.
   Hosts call it after commits or catch-ups, as often as they like (every few hundred
   events, on a timer, at shutdown); between checkpoints the tables are merely older.
-- `load()` starts a host quickly: rows -> a view at the tracking position, then the
-  LedgerService catches up with the log from there (`open_service`).
+- `load()` starts a host quickly: rows -> a view at the tracking position (built by
+  `Projection.restore`, which owns the indexes), then the LedgerService catches up
+  with the log from there (`load_view` + `finish_restore`, or `open_service`).
 - `rebuild()` folds the whole log from scratch and rewrites the tables;
   `check()` folds the log up to the tables' position and lists every difference.
 
 The cache rule: the rows are derived, the log is the truth, so start-up never depends
 on a row. If any row cannot be read (bad JSON, a state that does not validate, a
-wrong column), `restore_view` ignores the tables, folds the whole log, says so once
-in the log (WARNING, with counts) and rewrites the tables from that fold. `rebuild`
-(and that repair) checks that every row reads back before writing anything, so it
-never writes back what it cannot read. Rows are written by `json_codec`, which has
-no depth limit, so any entity the log folds into can be stored.
+wrong column), `load_view` ignores the tables, `finish_restore` folds the whole
+log, says so once in the log (WARNING, with counts) and rewrites the tables from
+that fold. `rebuild` (and that repair) checks that every row reads back before
+writing anything, so it never writes back what it cannot read. Rows are written by
+`json_codec`, which has no depth limit, so any entity the log folds into can be stored.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from workerledger.core import JobState, TaskState, TaskStatus, WorkerState
+from workerledger.core import JobState, TaskState, WorkerState
 
 from ..ports import EventStore, StoredEvent, StoreError
 from ..projection import Projection
@@ -134,31 +135,23 @@ class ReadModelTables:
 
     def _load(self, failures: list[str]) -> TrackedProjection:
         with self._consistent_read() as conn:
-            view = TrackedProjection()
-            view.position = _tracking(conn)
-            for row in conn.execute(select(rm_workers).order_by(rm_workers.c.seq)):
-                worker = read_row(failures, "worker", row)
-                if isinstance(worker, WorkerState):
-                    view.workers[worker.id] = worker
-                    view.worker_order.append(worker.id)
-                    view.versions[f"worker:{worker.id}"] = row.version
-            for row in conn.execute(select(rm_jobs)):
-                job = read_row(failures, "job", row)
-                if isinstance(job, JobState):
-                    view.jobs[job.full_name] = job
-                    view.versions[f"job:{job.full_name}"] = row.version
-            for row in conn.execute(select(rm_tasks).order_by(rm_tasks.c.seq)):
-                task = read_row(failures, "task", row)
-                if isinstance(task, TaskState):
-                    view.tasks[task.id] = task
-                    view.versions[f"task:{task.id}"] = row.version
-                    view.task_seq[task.id] = row.seq
-                    view.seq_task[row.seq] = task.id
-                    view.room_tasks.setdefault(task.room_id, []).append(task.id)
-                    queue = view.pending.setdefault(task.job_name, [])
-                    if task.status is TaskStatus.PENDING:
-                        queue.append(row.seq)
-        return view
+            position = _tracking(conn)
+            workers = [
+                (worker, row.version)
+                for row in conn.execute(select(rm_workers).order_by(rm_workers.c.seq))
+                if isinstance(worker := read_row(failures, "worker", row), WorkerState)
+            ]
+            jobs = [
+                (job, row.version)
+                for row in conn.execute(select(rm_jobs))
+                if isinstance(job := read_row(failures, "job", row), JobState)
+            ]
+            tasks = [
+                (task, row.version, row.seq)
+                for row in conn.execute(select(rm_tasks).order_by(rm_tasks.c.seq))
+                if isinstance(task := read_row(failures, "task", row), TaskState)
+            ]
+        return TrackedProjection.restore(position=position, workers=workers, jobs=jobs, tasks=tasks)
 
     # --- writing --------------------------------------------------------------------
 
@@ -293,33 +286,49 @@ def tables_of(store: EventStore) -> ReadModelTables | None:
         return None
 
 
-def restore_view(service: LedgerService) -> int:
-    """Start `service`'s view from the read-model tables (if any), then catch up.
+class RestoredView(NamedTuple):
+    """The view a host starts from, and why the tables could not give it (None: they did)."""
 
-    Tables that cannot be read are ignored (the cache rule): the whole log is folded,
-    a WARNING says so once with counts, and the tables are rewritten from that fold
-    (a failure to rewrite them is logged too; the host does not need them).
-    Returns the number of log events folded on top of the tables.
+    view: Projection
+    unreadable: ReadModelCorruptError | None
+
+
+def load_view(store: EventStore) -> RestoredView:
+    """The view to build a LedgerService on: the read-model tables' entities at their
+    position, or an empty view when the tables cannot be read (the cache rule) or the
+    store has none (memory://). Nothing beyond the tables is folded yet: the service
+    does that in `finish_restore`, on the thread that will run it.
     """
-    tables = tables_of(service.store)
+    tables = tables_of(store)
     if tables is None:
-        return service.catch_up()
+        return RestoredView(Projection(), None)
     try:
-        service.view = tables.load()
+        return RestoredView(tables.load(), None)
     except ReadModelCorruptError as error:
-        service.view = TrackedProjection()
-        folded = service.catch_up()
-        log.warning(
-            "read-model tables unreadable (%d rows failed: first error %s); folded the log "
-            "from the start instead (%d events)",
-            len(error.failures), error.failures[0], folded,
-        )  # fmt: skip
-        try:
-            tables.replace(service.store, service.view)
-        except StoreError as failure:
-            log.warning("read-model tables not rewritten: %s", failure)
+        return RestoredView(TrackedProjection(), error)
+
+
+def finish_restore(service: LedgerService, restored: RestoredView) -> int:
+    """Fold the log beyond the restored view; returns the number of events folded.
+
+    When the tables were unreadable, the view started empty and this folded the whole
+    log: a WARNING says so once with counts, and the tables are rewritten from that fold
+    (a failure to rewrite them is logged too; the host does not need them).
+    """
+    folded = service.catch_up()
+    error, tables = restored.unreadable, tables_of(service.store)
+    if error is None or tables is None:
         return folded
-    return service.catch_up()
+    log.warning(
+        "read-model tables unreadable (%d rows failed: first error %s); folded the log "
+        "from the start instead (%d events)",
+        len(error.failures), error.failures[0], folded,
+    )  # fmt: skip
+    try:
+        tables.replace(service.store, service.view)
+    except StoreError as failure:
+        log.warning("read-model tables not rewritten: %s", failure)
+    return folded
 
 
 def open_service(store: EventStore, **service_options: Any) -> LedgerService:
@@ -327,6 +336,7 @@ def open_service(store: EventStore, **service_options: Any) -> LedgerService:
 
     Falls back to folding the whole log when the store has no tables (memory://).
     """
-    service = LedgerService(store, **service_options)
-    restore_view(service)
+    restored = load_view(store)
+    service = LedgerService(store, view=restored.view, **service_options)
+    finish_restore(service, restored)
     return service

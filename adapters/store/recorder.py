@@ -46,10 +46,10 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from workerledger.core import EVENT_ADAPTER, Event
+from workerledger.core import EVENT_ADAPTER, Event, Stream
 
-from ..ports import ConcurrencyError, StoreError
 from .. import ports
+from ..ports import ConcurrencyError, StoreError
 from .json_codec import PlainJSONTranscoder, to_plain
 from .snapshots import (
     DEFAULT_SNAPSHOT_INTERVAL,
@@ -213,7 +213,7 @@ class CoreEventMapper(Mapper[UUID]):
         return StoredEvent(
             originator_id=stream_uuid(stream),
             originator_version=version,
-            topic=SNAPSHOT_TOPIC + stream.partition(":")[0],
+            topic=SNAPSHOT_TOPIC + Stream.parse(stream).kind.value,
             state=self._seal(encode_entity(stream, entity)),
         )
 

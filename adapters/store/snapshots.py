@@ -22,7 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from workerledger.core import Event, JobState, LedgerState, TaskState, WorkerState, evolve
+from workerledger.core import (
+    Event,
+    JobState,
+    LedgerState,
+    Stream,
+    StreamKind,
+    TaskState,
+    WorkerState,
+    evolve,
+)
 
 from ..ports import EventStore, StoredEvent
 from .json_codec import to_plain
@@ -30,10 +39,10 @@ from .json_codec import to_plain
 Entity = WorkerState | JobState | TaskState
 SNAPSHOT_SCHEMA = 1
 DEFAULT_SNAPSHOT_INTERVAL = 100
-_MODELS: dict[str, type[WorkerState] | type[JobState] | type[TaskState]] = {
-    "worker": WorkerState,
-    "job": JobState,
-    "task": TaskState,
+_MODELS: dict[StreamKind, type[WorkerState] | type[JobState] | type[TaskState]] = {
+    StreamKind.WORKER: WorkerState,
+    StreamKind.JOB: JobState,
+    StreamKind.TASK: TaskState,
 }
 
 
@@ -56,12 +65,15 @@ class SnapshottingStore(Protocol):
 
 def entity_of(state: LedgerState, stream: str) -> Entity | None:
     """The entity a stream folds into, taken out of a (partial) LedgerState."""
-    kind, _, key = stream.partition(":")
-    if kind == "worker":
-        return state.workers.get(key)
-    if kind == "job":
-        return state.jobs.get(key)
-    return state.tasks.get(key) if kind == "task" else None
+    try:
+        subject = Stream.parse(stream)
+    except ValueError:
+        return None
+    if subject.kind is StreamKind.WORKER:
+        return state.workers.get(subject.key)
+    if subject.kind is StreamKind.JOB:
+        return state.jobs.get(subject.key)
+    return state.tasks.get(subject.key)
 
 
 def _as_state(entity: Entity | None) -> LedgerState:
@@ -96,8 +108,8 @@ def decode_entity(data: dict[str, Any]) -> tuple[str, Entity] | None:
         stream = data.get("stream")
         if data.get("schema") != SNAPSHOT_SCHEMA or not isinstance(stream, str):
             return None
-        model = _MODELS.get(stream.partition(":")[0])
-        return None if model is None else (stream, model.model_validate(data["entity"]))
+        model = _MODELS[Stream.parse(stream).kind]
+        return stream, model.model_validate(data["entity"])
     except Exception:  # a snapshot is a cache: whatever fails, fold the stream instead
         return None
 

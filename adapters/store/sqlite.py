@@ -51,17 +51,32 @@ def synchronous_mode() -> str:
 
 
 class _SynchronousPool(SQLiteConnectionPool):
-    """The library's pool, with `PRAGMA synchronous` set on every new connection."""
+    """The library's pool, with `PRAGMA synchronous` set on every new connection.
+
+    Private extension point (guarded by tests/store/test_store_library_contract.py):
+    `_create_connection` is the factory method `ConnectionPool` declares abstract for
+    its subclasses, and the only place a new connection exists. eventsourcing 9.5 has
+    no public connection-setup hook for SQLite (PostgresDatastore has
+    `after_connect_func`; SQLiteDatastore takes no pool or callback), and `synchronous`
+    is a per-connection setting that SQLite does not persist in the file.
+    """
 
     synchronous = "NORMAL"
 
     def _create_connection(self) -> SQLiteConnection:
         connection = super()._create_connection()
-        connection._sqlite_conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA synchronous={self.synchronous}")
         return connection
 
 
 class _Datastore(SQLiteDatastore):
+    """The library's datastore on a `_SynchronousPool`.
+
+    SQLiteDatastore takes no pool argument, so the (public) `pool` it built is replaced
+    before it has opened any connection.
+    """
+
     def __init__(self, db_name: str, *, lock_timeout: int, synchronous: str) -> None:
         super().__init__(db_name=db_name, lock_timeout=lock_timeout)
         self.pool = _SynchronousPool(db_name=db_name, lock_timeout=lock_timeout)
@@ -77,7 +92,16 @@ class SQLiteEventRecorder(SQLiteApplicationRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        ids = super()._insert_events(c, stored_events)
+        """The inserts, then the versions of `check_versions` (streams without events).
+
+        Private extension point (guarded by tests/store/test_store_library_contract.py):
+        the public `insert_events(stored_events, **kwargs)` opens the write transaction
+        and hands its cursor and kwargs to `_insert_events`; the library's docs give this
+        override as the way to add statements to that transaction (the searchable
+        content/timestamps examples), as its own SQLiteProcessRecorder does. The public
+        API has no other way to run a statement inside the insert transaction.
+        """
+        ids = super()._insert_events(c, stored_events, **kwargs)
         # After the inserts: this transaction holds the write lock, so the check is exact.
         check: dict[UUID, int] = kwargs.get("check_versions") or {}
         for originator_id, expected in check.items():

@@ -6,11 +6,12 @@ WORKERLEDGER_REQUIRE_SERVICES=1) from tests/support/services.py. What is added h
 
 - `Hosts`: `workerledger serve` processes on fixed ports, so that a SIGKILLed host
   restarts where the SDK workers (which know one URL) reconnect;
-- `Fleet`: SDK worker processes (chaos_worker.py), SIGKILLed and replaced at will;
+- `Fleet`: SDK worker processes (tests/support/worker.py chaos), SIGKILLed and replaced
+  at will;
 - `Submitter`: submits numbered tasks with an `Idempotency-Key`, retries a lost or
   5xx answer with the same key, and logs every answer;
 - `chaos_loop` / `drop_connections`: the seeded fault schedules;
-- `drain`, `rebuild_check`, `migrated_postgres`.
+- `drain`, `rebuild_check`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,11 @@ from multihost.multihost_support import (
     TOKEN,
     HostProcess,
     RedisServer,
-    WorkerProcess,
     free_port,
 )
-from support.services import PG_ADMIN_URL, fresh_postgres_database
+from support.services import PG_ADMIN_URL
+from support.worker_process import WORKER_SCRIPT, WorkerProcess
 
-WORKER_SCRIPT = Path(__file__).with_name("chaos_worker.py")
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -64,18 +63,6 @@ def new_room() -> str:
 
 def job_name(room: str) -> str:
     return f"{room}:modifiers:Chaos"
-
-
-@contextlib.contextmanager
-def migrated_postgres() -> Iterator[str]:
-    """A fresh PostgreSQL database prepared by one `workerledger migrate`; dropped after."""
-    with fresh_postgres_database() as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "workerledger", "migrate", "--database-url", url],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        yield url
 
 
 class Hosts:
@@ -110,7 +97,7 @@ class Hosts:
 
 
 class Fleet:
-    """chaos_worker.py processes; each writes its own log file in `directory`."""
+    """`worker.py chaos` processes; each writes its own log file in `directory`."""
 
     def __init__(self, room: str, directory: Path) -> None:
         self.room, self.directory = room, directory
@@ -122,7 +109,7 @@ class Fleet:
         log = self.directory / f"worker-{index}.jsonl"
         with open(self.directory / f"worker-{index}.err", "ab") as err:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(WORKER_SCRIPT), url, TOKEN, self.room, str(log),
+                sys.executable, WORKER_SCRIPT, "chaos", url, TOKEN, self.room, "--log", str(log),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=err, start_new_session=True,
             )  # fmt: skip
@@ -259,14 +246,15 @@ async def chaos_loop(
     """Rounds 1-2.5 s apart for `seconds`: a round SIGKILLs a random worker (a replacement
     starts on its host), or runs the next scheduled fault once its time came: SIGKILL of
     a random host (restarted on its port at once) or a Redis restart after a 1 s outage.
-    Scheduled faults still pending when the time is up run then: each happens."""
+    Scheduled faults still pending when the time is up run then, and a short run goes on
+    until it has killed a worker too: every kind of fault happens at least once."""
     counts: Counter[str] = Counter()
     faults = [(rng.uniform(0.15, 0.85) * seconds, "host") for _ in range(host_kills)]
     if redis is not None:
         faults.append((rng.uniform(0.3, 0.7) * seconds, "redis"))
     faults.sort()
     started = time.monotonic()
-    while time.monotonic() - started < seconds or faults:
+    while time.monotonic() - started < seconds or faults or not counts["worker kills"]:
         await asyncio.sleep(rng.uniform(1.0, 2.5))  # the fault schedule's pace
         counts["rounds"] += 1
         if faults and time.monotonic() - started >= faults[0][0]:

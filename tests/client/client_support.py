@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-from workerledger.client import ClaimedTask, Extension, JobManager
+from workerledger.client import ClaimedTask, JobManager
 
 USER_TOKEN = "alice-token"
 OTHER_TOKEN = "bob-token"
@@ -158,23 +158,6 @@ class Host:
         assert answer.status_code == 202, answer.text
         task_id: str = answer.json()["id"]
         return task_id
-
-
-class Add(Extension):
-    """A quick job: `a + b`."""
-
-    category: ClassVar[str] = "modifiers"
-    a: int
-    b: int = 0
-
-    def run(self, task: Any) -> int:
-        return self.a + self.b
-
-
-class Redo(Add):
-    """Like Add, but a RUNNING task whose worker is lost goes back to the queue."""
-
-    on_worker_lost: ClassVar[str | None] = "requeue"
 
 
 class Recorder:

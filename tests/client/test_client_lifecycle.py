@@ -7,7 +7,8 @@ import logging
 import threading
 
 import pytest
-from client_support import USER_TOKEN, Add, Host, wait_until
+from client_support import USER_TOKEN, Host, wait_until
+from support.jobs import Add
 from workerledger.client.api import Rest, TokenApi
 from workerledger.client.session import Job
 

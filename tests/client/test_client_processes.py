@@ -5,21 +5,20 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from client_support import USER_TOKEN, Host, Recorder, Redo, wait_until
+from client_support import USER_TOKEN, Host, Recorder, wait_until
+from support.jobs import Redo
+from support.worker_process import WORKER_SCRIPT
 
-WORKER = Path(__file__).with_name("worker_process.py")
 pytestmark = pytest.mark.slow
 
 
 def test_sigterm_to_a_waiting_worker_takes_the_graceful_path(host: Host, room: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), host.url, USER_TOKEN, room],
+        [sys.executable, WORKER_SCRIPT, "hold", host.url, USER_TOKEN, room],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=WORKER.parent,
     )
     try:
         assert proc.stdout is not None

@@ -8,7 +8,8 @@ import threading
 from typing import Any
 
 import pytest
-from client_support import USER_TOKEN, Add, Host, Recorder, Redo, wait_until
+from client_support import USER_TOKEN, Host, Recorder, wait_until
+from support.jobs import Add, Redo
 from workerledger.client import StaleAttemptError
 
 

@@ -7,11 +7,11 @@ Every event, command and emission type survives a JSON round trip.
 from __future__ import annotations
 
 import typing
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, TypeAdapter
+from support.builders import ALICE, JOB, OTHER_JOB, at, job, worker
 from workerledger.core import (
     COMMAND_ADAPTER,
     EMISSION_ADAPTER,
@@ -47,15 +47,6 @@ from workerledger.core import (
     task_status_payload,
 )
 from workerledger.core import events as ev
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-JOB = "room1:modifiers:relax"
-OTHER_JOB = "room1:analysis:plot"
-ALICE = Actor(user="alice")
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 def members(annotated: Any) -> set[type[BaseModel]]:
@@ -199,18 +190,9 @@ def test_job_schemas_travel_under_the_name_schema() -> None:
 # --- emissions from events ----------------------------------------------------------
 
 
-def registered(worker: str = "w1", jobs: tuple[str, ...] = (JOB,)) -> list[Event]:
-    out: list[Event] = [ev.WorkerRegistered(worker_id=worker, user="alice", at=at(0))]
-    for job in jobs:
-        room, category, name = job.split(":")
-        out += [
-            ev.JobRegistered(
-                job_name=job, room_id=room, category=category, name=name, by="alice", at=at(0)
-            ),
-            ev.WorkerJobLinked(worker_id=worker, job_name=job, at=at(0)),
-            ev.JobWorkerLinked(job_name=job, worker_id=worker, at=at(0)),
-        ]
-    return out
+def registered(worker_id: str = "w1", jobs: tuple[str, ...] = (JOB,)) -> list[Event]:
+    """The jobs, then the worker linked to them."""
+    return [*map(job, jobs), *worker(worker_id, jobs=jobs)]
 
 
 IN_TWO_ROOMS = [

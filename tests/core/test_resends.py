@@ -7,7 +7,8 @@ the second time and the adapter answers with the state the first time created.
 
 from __future__ import annotations
 
-from test_tasks import (
+from support.builders import (
+    ALICE,
     BOB,
     CLAIMED,
     JOB,
@@ -22,7 +23,6 @@ from test_tasks import (
     worker,
 )
 from workerledger.core import (
-    Actor,
     ClaimTask,
     ExpireClaim,
     RegisterJob,
@@ -34,8 +34,6 @@ from workerledger.core import (
 from workerledger.core import errors as err
 from workerledger.core import events as ev
 from workerledger.core.state import CLAIM_KEYS_KEPT
-
-ALICE = Actor(user="alice")
 
 
 def keyed_submit(request_hash: str = "h1", payload: dict[str, int] | None = None) -> ev.Event:

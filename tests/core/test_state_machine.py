@@ -14,7 +14,7 @@ drop), with -1 it uses the Bundle's draw as is, whatever state that id is in.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from hypothesis import event
@@ -30,6 +30,7 @@ from hypothesis.stateful import (
     rule,
 )
 from pydantic import BaseModel, TypeAdapter
+from support.builders import ALICE, BOB, ROOT, T0
 from workerledger.core import (
     COMMAND_ADAPTER,
     EMISSION_ADAPTER,
@@ -71,12 +72,7 @@ from workerledger.core import (
 from workerledger.core import errors as err
 from workerledger.core import events as ev
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-ACTORS = {
-    "alice": Actor(user="alice"),
-    "bob": Actor(user="bob"),
-    "root": Actor(user="root", superuser=True),
-}
+ACTORS = {"alice": ALICE, "bob": BOB, "root": ROOT}
 JOBS = (
     ("r1", "modifiers", "relax"),
     ("r1", "analysis", "plot"),

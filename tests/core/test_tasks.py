@@ -6,116 +6,41 @@ exact events and emissions. A rejected command raises a DomainError and changes 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
+from support.builders import (
+    ALICE,
+    BOB,
+    CAROL,
+    CLAIMED,
+    JOB,
+    OTHER_JOB,
+    PENDING,
+    ROOT,
+    RUNNING,
+    at,
+    claimed,
+    job,
+    rejects,
+    report,
+    requeued,
+    status_event,
+    submit,
+    worker,
+)
 from workerledger.core import (
     TASK_TRANSITIONS,
     Actor,
     ClaimTask,
-    Command,
-    DomainError,
     Emit,
     Event,
-    LedgerState,
-    SubmitTask,
-    TaskState,
     TaskStatus,
-    UpdateTask,
     fold,
     handle,
-    task_status_payload,
 )
 from workerledger.core import errors as err
 from workerledger.core import events as ev
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-ALICE = Actor(user="alice")  # owns the workers
-BOB = Actor(user="bob")  # submits the tasks
-CAROL = Actor(user="carol")  # neither
-ROOT = Actor(user="root", superuser=True)
-JOB = "room1:modifiers:relax"
-OTHER_JOB = "room1:analysis:plot"
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def job(name: str = JOB) -> ev.JobRegistered:
-    room, category, short = name.split(":")
-    return ev.JobRegistered(
-        job_name=name, room_id=room, category=category, name=short, by="alice", at=at(0)
-    )
-
-
-def worker(worker_id: str = "w1", user: str = "alice", job_name: str = JOB) -> list[Event]:
-    return [
-        ev.WorkerRegistered(worker_id=worker_id, user=user, at=at(0)),
-        ev.WorkerJobLinked(worker_id=worker_id, job_name=job_name, at=at(0)),
-        ev.JobWorkerLinked(job_name=job_name, worker_id=worker_id, at=at(0)),
-    ]
-
-
-def submitted(task: str = "t1") -> ev.TaskSubmitted:
-    return ev.TaskSubmitted(task_id=task, job_name=JOB, room_id="room1", by="bob", at=at(0))
-
-
-def claimed(task: str = "t1", worker_id: str = "w1", attempt: int = 1) -> list[Event]:
-    return [
-        ev.TaskClaimed(task_id=task, worker_id=worker_id, attempt=attempt, at=at(0)),
-        ev.WorkerTaskAssigned(worker_id=worker_id, task_id=task, attempt=attempt, at=at(0)),
-    ]
-
-
-def started(task: str = "t1", worker_id: str = "w1", attempt: int = 1) -> ev.TaskStarted:
-    return ev.TaskStarted(task_id=task, worker_id=worker_id, attempt=attempt, at=at(0))
-
-
-def requeued(task: str = "t1", worker_id: str = "w1", attempt: int = 1) -> list[Event]:
-    """`worker_id` is lost while holding a claimed `task`."""
-    return [
-        ev.WorkerLost(worker_id=worker_id, reason="heartbeat timeout", at=at(0)),
-        ev.TaskRequeued(
-            task_id=task,
-            worker_id=worker_id,
-            attempt=attempt,
-            reason="heartbeat timeout",
-            was_running=False,
-            at=at(0),
-        ),
-        ev.JobWorkerUnlinked(
-            job_name=JOB, worker_id=worker_id, reason="heartbeat timeout", at=at(0)
-        ),
-    ]
-
-
-def status_event(task: TaskState) -> Emit:
-    return Emit(event="task_status_event", data=task_status_payload(task), to="room:room1")
-
-
-def rejects(state: LedgerState, command: Command, error: type[DomainError]) -> DomainError:
-    """The command raises `error` and leaves `state` as it was."""
-    before = state.model_copy(deep=True)
-    with pytest.raises(error) as info:
-        handle(state, command)
-    assert state == before
-    assert fold(info.value.record, state) == state
-    return info.value
-
-
-PENDING = [job(), *worker(), submitted()]
-CLAIMED = [*PENDING, *claimed()]
-RUNNING = [*CLAIMED, started()]
-
-
 # --- submit -------------------------------------------------------------------------
-
-
-def submit(task: str = "t1", job_name: str = JOB, room: str = "room1") -> SubmitTask:
-    return SubmitTask(
-        now=at(3), actor=BOB, task_id=task, job_name=job_name, room_id=room, payload={"n": 1}
-    )
 
 
 def test_submit_queues_a_pending_task_and_announces_it() -> None:
@@ -208,7 +133,7 @@ def test_claim_of_a_task_that_is_not_pending_is_refused() -> None:
 
 
 def test_claim_of_a_task_of_a_job_the_worker_is_not_registered_for_is_refused() -> None:
-    state = fold([*PENDING, job(OTHER_JOB), *worker("w2", job_name=OTHER_JOB)])
+    state = fold([*PENDING, job(OTHER_JOB), *worker("w2", jobs=(OTHER_JOB,))])
     rejects(state, claim(worker_id="w2"), err.JobNotLinkedError)
 
 
@@ -217,25 +142,6 @@ def test_claim_of_an_unknown_task_is_not_found() -> None:
 
 
 # --- status reports -----------------------------------------------------------------
-
-
-def report(
-    status: TaskStatus,
-    actor: Actor = ALICE,
-    *,
-    worker_id: str | None = "w1",
-    attempt: int | None = 1,
-    error: str | None = None,
-) -> UpdateTask:
-    return UpdateTask(
-        now=at(9),
-        actor=actor,
-        task_id="t1",
-        status=status,
-        error=error,
-        worker_id=worker_id,
-        attempt=attempt,
-    )
 
 
 def test_claimed_to_running_starts_the_task() -> None:

@@ -6,112 +6,51 @@ exact events and emissions. A rejected command raises a DomainError and changes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
+from support.builders import (
+    ALICE,
+    BOB,
+    JOB,
+    OTHER_JOB,
+    ROOT,
+    at,
+    claimed,
+    connected,
+    job,
+    rejects,
+    status_event,
+    submitted,
+    task_available,
+)
+from support.builders import worker as worker_linked  # `worker` names a local below
 from workerledger.core import (
     Actor,
-    Command,
     DisconnectSid,
     DisconnectWorker,
-    DomainError,
     Emit,
     EnterRoom,
     Event,
     JoinJobRoom,
     LeaveJobRoom,
     LeaveRoom,
-    LedgerState,
     RecordHeartbeat,
     RegisterJob,
     RegisterWorker,
     RemoveWorker,
     RunningTaskPolicy,
     SweepWorker,
-    TaskState,
     TaskStatus,
     WorkerStatus,
     fold,
     handle,
-    split_job_name,
-    task_status_payload,
 )
 from workerledger.core import errors as err
 from workerledger.core import events as ev
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-ALICE = Actor(user="alice")
-BOB = Actor(user="bob")
-ROOT = Actor(user="root", superuser=True)
-JOB = "room1:modifiers:relax"
-OTHER_JOB = "room1:analysis:plot"
 SCHEMA = {"type": "object"}
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def job_registered(
-    job: str = JOB,
-    *,
-    schema: dict[str, object] | None = None,
-    policy: RunningTaskPolicy = RunningTaskPolicy.FAIL,
-    max_losses: int = 3,
-) -> ev.JobRegistered:
-    parts = split_job_name(job)
-    assert parts is not None
-    room, category, name = parts
-    return ev.JobRegistered(
-        job_name=job,
-        room_id=room,
-        category=category,
-        name=name,
-        schema=schema if schema is not None else SCHEMA,
-        on_worker_lost=policy,
-        max_worker_losses=max_losses,
-        by="alice",
-        at=at(0),
-    )
-
-
-def worker_linked(
-    worker: str = "w1", user: str = "alice", jobs: Sequence[str] = (JOB,)
-) -> list[Event]:
-    out: list[Event] = [ev.WorkerRegistered(worker_id=worker, user=user, at=at(0))]
-    for job in jobs:
-        out.append(ev.WorkerJobLinked(worker_id=worker, job_name=job, at=at(0)))
-        out.append(ev.JobWorkerLinked(job_name=job, worker_id=worker, at=at(0)))
-    return out
-
-
-def connected(
-    worker: str = "w1", sid: str = "s1", jobs: Sequence[str] = (JOB,), previous: str | None = None
-) -> list[Event]:
-    out: list[Event] = [
-        ev.ConnectionAttached(worker_id=worker, sid=sid, previous_sid=previous, at=at(0))
-    ]
-    out += [ev.RoomJoined(worker_id=worker, sid=sid, job_name=job, at=at(0)) for job in jobs]
-    return out
-
-
-def submitted(task: str = "t1", job: str = JOB) -> ev.TaskSubmitted:
-    return ev.TaskSubmitted(
-        task_id=task, job_name=job, room_id="room1", payload={}, by="bob", at=at(0)
-    )
-
-
-def claimed(
-    task: str = "t1", worker: str = "w1", attempt: int = 1, *, running: bool = False
-) -> list[Event]:
-    out: list[Event] = [
-        ev.TaskClaimed(task_id=task, worker_id=worker, attempt=attempt, at=at(0)),
-        ev.WorkerTaskAssigned(worker_id=worker, task_id=task, attempt=attempt, at=at(0)),
-    ]
-    if running:
-        out.append(ev.TaskStarted(task_id=task, worker_id=worker, attempt=attempt, at=at(0)))
-    return out
+job_registered = partial(job, schema=SCHEMA)  # the schema `register()` sends
 
 
 def register(worker: str = "w1", actor: Actor = ALICE, **fields: object) -> RegisterJob:
@@ -126,28 +65,9 @@ def register(worker: str = "w1", actor: Actor = ALICE, **fields: object) -> Regi
     return RegisterJob.model_validate({"now": at(5), "actor": actor, "worker_id": worker, **values})
 
 
-def status_event(task: TaskState) -> Emit:
-    return Emit(event="task_status_event", data=task_status_payload(task), to="room:room1")
-
-
-def task_available(task: str = "t1", job: str = JOB) -> Emit:
-    data = {"job_name": job, "room_id": "room1", "task_id": task}
-    return Emit(event="task_available", data=data, to=f"jobs:{job}")
-
-
 JOBS_INVALIDATE = Emit(event="jobs_invalidate", data={}, to="room:room1")
 ONE_WORKER: list[Event] = [job_registered(), *worker_linked()]
 ONLINE = [*ONE_WORKER, *connected()]
-
-
-def rejects(state: LedgerState, command: Command, error: type[DomainError]) -> DomainError:
-    """The command raises `error` and leaves `state` as it was."""
-    before = state.model_copy(deep=True)
-    with pytest.raises(error) as info:
-        handle(state, command)
-    assert state == before
-    assert fold(info.value.record, state) == state
-    return info.value
 
 
 # --- registration -------------------------------------------------------------------
@@ -672,7 +592,7 @@ def test_requeue_policy_requeues_a_running_task_until_its_loss_budget_is_used_up
     )
     assert first.state.tasks["t1"].losses == 1
     # when w2 runs it next and is lost too, then the budget is used up and t1 fails
-    state = fold(claimed(worker="w2", attempt=2, running=True), first.state)
+    state = fold(claimed(worker_id="w2", attempt=2, running=True), first.state)
     second = handle(state, SweepWorker(now=at(200), worker_id="w2", heartbeat_timeout_seconds=60))
     assert second.events[1] == ev.TaskFailed(
         task_id="t1",

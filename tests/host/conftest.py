@@ -1,17 +1,14 @@
 """End-to-end fixtures: a real uvicorn on 127.0.0.1 port 0 inside the test's event loop,
-real python-socketio clients, and worker subprocesses (tests/host/worker_proc.py)."""
+real python-socketio clients, and worker subprocesses (tests/support/worker.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import signal
 import socket
-import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +17,11 @@ import httpx
 import pytest
 import socketio
 import uvicorn
+from support.worker_process import WorkerProcess
+from workerledger.adapters.ledger import Emitter
 from workerledger.host_fastapi.app import Host, build_host
 from workerledger.host_fastapi.settings import Settings
 
-WORKER_SCRIPT = str(Path(__file__).with_name("worker_proc.py"))
 PREFIX = "/v1/joblib"
 TOKENS = {
     "tok-alice": {"user": "alice"},
@@ -108,8 +106,8 @@ class RunningHost:
 async def start_host(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RunningHost]]]:
     stack = contextlib.AsyncExitStack()
 
-    async def start(**overrides: Any) -> RunningHost:
-        host = build_host(settings(tmp_path, **overrides))
+    async def start(*, emitters: Sequence[Emitter] = (), **overrides: Any) -> RunningHost:
+        host = build_host(settings(tmp_path, **overrides), emitters=emitters)
         url = await stack.enter_async_context(serve(host.asgi))
         running = RunningHost(host, url)
         stack.push_async_callback(_close_clients, running)
@@ -173,40 +171,6 @@ async def watchers() -> AsyncIterator[Callable[[str, str], Awaitable[Watcher]]]:
         await watcher.client.disconnect()
 
 
-class WorkerProcess:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.ready: dict[str, Any] = {}
-
-    @property
-    def worker_id(self) -> str:
-        return str(self.ready["worker_id"])
-
-    @property
-    def sid(self) -> str:
-        return str(self.ready["sid"])
-
-    async def expect(self, event: str) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        while True:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), WAIT)
-            if not line:
-                raise AssertionError(f"worker exited before {event!r}")
-            data: dict[str, Any] = json.loads(line)
-            if data["event"] == event:
-                return data
-
-    async def send(self, *words: object) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((" ".join(map(str, words)) + "\n").encode())
-        await self.proc.stdin.drain()
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        await self.proc.wait()
-
-
 @pytest.fixture
 async def spawn_worker() -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]]]:
     made: list[WorkerProcess] = []
@@ -214,14 +178,8 @@ async def spawn_worker() -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]
     async def spawn(
         url: str, room: str, name: str, *flags: str, token: str = "tok-alice"
     ) -> WorkerProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, WORKER_SCRIPT, url, token, room, name, *flags,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        worker = WorkerProcess(proc)
+        worker = await WorkerProcess.spawn(url, room, name, *flags, token=token)
         made.append(worker)
-        worker.ready = await worker.expect("ready")
-        assert worker.ready["ack"] == {"ok": True}
         return worker
 
     yield spawn

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import socketio
-from workerledger.adapters.realtime.emitter import chain_emitter
 from workerledger.core import Emission, LeaveRoom
 
 from .conftest import WAIT
@@ -104,9 +103,8 @@ class RecordingEmitter:
 
 async def test_blip_within_grace_window_releases_nothing(start_host):
     # Given a worker (in-process client) holding a claimed task, grace 1 s
-    running = await start_host(disconnect_grace_seconds=1)
     recorder = RecordingEmitter()
-    chain_emitter(running.host.ledger, recorder)
+    running = await start_host(disconnect_grace_seconds=1, emitters=[recorder])
     api = running.api()
     job = (await api.put("/rooms/r1/jobs", json={"category": "modifiers", "name": "Rotate"})).json()
     worker_id = job["worker_id"]

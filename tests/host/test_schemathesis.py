@@ -4,7 +4,12 @@ input refused, 405 with a true `Allow`, stateful links), bounded in examples and
 
 Settings are in schemathesis.toml next to this file; the run is the `st` command line
 against a real uvicorn on 127.0.0.1 port 0, authenticated as a superuser. A failure
-prints schemathesis' own report, with a `st replay` line per case. Set
+prints schemathesis' own report, with a `st replay` line per case.
+
+By default every phase runs once, MAX_EXAMPLES cases per operation and phase (the suite's
+bound). `make soak` runs the long profile: WORKERLEDGER_SCHEMATHESIS_SECONDS makes the
+fuzzing and stateful phases repeat until that budget is spent, and
+WORKERLEDGER_SCHEMATHESIS_EXAMPLES raises the cases per operation and phase. Set
 WORKERLEDGER_SCHEMATHESIS_SEED to vary the (otherwise fixed) seed.
 """
 
@@ -22,8 +27,8 @@ from .conftest import serve, settings
 
 ST = str(Path(sys.executable).with_name("st"))
 CONFIG = str(Path(__file__).with_name("schemathesis.toml"))
-MAX_EXAMPLES = 10  # per operation and phase
-MAX_SECONDS = 40  # the fuzzing and stateful phases repeat until this budget is spent
+MAX_EXAMPLES = int(os.environ.get("WORKERLEDGER_SCHEMATHESIS_EXAMPLES") or 10)
+BUDGET = os.environ.get("WORKERLEDGER_SCHEMATHESIS_SECONDS")  # None: each phase once
 
 
 async def test_the_openapi_document_tells_the_truth(tmp_path, capsys):
@@ -35,11 +40,11 @@ async def test_the_openapi_document_tells_the_truth(tmp_path, capsys):
         st = await asyncio.create_subprocess_exec(
             ST, "--config-file", CONFIG, "run", f"{url}/openapi.json",
             "--header", "Authorization: Bearer tok-admin",
-            "--max-examples", str(MAX_EXAMPLES), "--max-time", str(MAX_SECONDS),
+            "--max-examples", str(MAX_EXAMPLES), *(["--max-time", BUDGET] if BUDGET else []),
             "--seed", seed, "--workers", "1", "--generation-database", "none", "--no-color",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
         )  # fmt: skip
-        output, _ = await asyncio.wait_for(st.communicate(), MAX_SECONDS + 60)
+        output, _ = await asyncio.wait_for(st.communicate(), float(BUDGET or 60) + 60)
     report = output.decode(errors="replace")
 
     # then it found no failure and no error in a run that exercised every operation

@@ -4,28 +4,22 @@ processes sharing both. Everything is stopped, dropped and deleted afterwards.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from multihost_support import HostProcess, Watcher, WorkerProcess, host_env
-from support.services import fresh_postgres_database, redis_prefix
+from multihost_support import TOKEN, HostProcess, Watcher, host_env
+from support.services import migrated_postgres, redis_prefix
+from support.worker_process import WorkerProcess
 
 StartHost = Callable[..., Awaitable[HostProcess]]
 
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    with fresh_postgres_database() as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "workerledger", "migrate", "--database-url", url],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
+    with migrated_postgres() as url:
         yield url
 
 
@@ -85,7 +79,7 @@ async def spawn_worker() -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]
     made: list[WorkerProcess] = []
 
     async def spawn(url: str, room: str, name: str) -> WorkerProcess:
-        worker = await WorkerProcess.spawn(url, room, name)
+        worker = await WorkerProcess.spawn(url, room, name, token=TOKEN)
         made.append(worker)
         return worker
 

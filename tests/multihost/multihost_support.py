@@ -5,7 +5,6 @@
 - `RedisServer`: a private `redis-server` on a free loopback port (no persistence), so
   an outage can be simulated without touching the machine's shared Redis.
 - `Watcher`: a python-socketio client in `room:{room_id}` queueing what it receives.
-- `WorkerProcess`: tests/multihost/mh_worker.py driven over stdin/stdout.
 - `log_events(url)`: every event of the shared log (for exactly-once checks).
 """
 
@@ -28,7 +27,6 @@ from typing import Any
 import httpx
 import socketio
 
-WORKER_SCRIPT = str(Path(__file__).with_name("mh_worker.py"))
 PREFIX = "/v1/joblib"
 TOKEN = "tok-alice"
 TOKENS = {TOKEN: {"user": "alice"}, "tok-admin": {"user": "admin", "superuser": True}}
@@ -227,69 +225,6 @@ class Watcher:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.client.disconnect()
-
-
-class WorkerProcess:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.ready: dict[str, Any] = {}
-        self.lines: list[dict[str, Any]] = []
-
-    @classmethod
-    async def spawn(cls, url: str, room: str, name: str, token: str = TOKEN) -> WorkerProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, WORKER_SCRIPT, url, token, room, name,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )  # fmt: skip
-        worker = cls(proc)
-        worker.ready = await worker.expect("ready")
-        assert worker.ready["ack"] == {"ok": True}, worker.ready
-        return worker
-
-    @property
-    def worker_id(self) -> str:
-        return str(self.ready["worker_id"])
-
-    @property
-    def sid(self) -> str:
-        return str(self.ready["sid"])
-
-    async def expect(self, event: str, timeout: float = WAIT, **match: Any) -> dict[str, Any]:
-        for data in self.lines:
-            if data["event"] == event and all(data.get(k) == v for k, v in match.items()):
-                self.lines.remove(data)
-                return data
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            line = await asyncio.wait_for(
-                self.proc.stdout.readline(), max(deadline - time.monotonic(), 0.001)
-            )
-            if not line:
-                raise AssertionError(f"worker exited before {event!r}")
-            data: dict[str, Any] = json.loads(line)
-            if data["event"] == event and all(data.get(k) == v for k, v in match.items()):
-                return data
-            self.lines.append(data)
-
-    async def send(self, *words: object) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((" ".join(map(str, words)) + "\n").encode())
-        await self.proc.stdin.drain()
-
-    async def claim(self) -> dict[str, Any]:
-        await self.send("claim")
-        claimed = await self.expect("claimed")
-        assert claimed["task"] is not None, claimed
-        task: dict[str, Any] = claimed["task"]
-        return task
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGKILL)
-        await self.proc.wait()
 
 
 def log_events(database_url: str) -> list[Any]:

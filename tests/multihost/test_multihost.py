@@ -23,10 +23,10 @@ from multihost_support import (
     HostProcess,
     RedisServer,
     Watcher,
-    WorkerProcess,
     count_by,
     log_events,
 )
+from support.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -287,7 +287,9 @@ async def test_eight_workers_on_two_hosts_drain_2000_tasks_exactly_once(
 ) -> None:
     from bench.loadgen import Api, Target, _check_exactly_once, _DrainState, _worker_loop
 
-    a, b = await asyncio.gather(start_host("A"), start_host("B"))
+    # these load-generator workers never heartbeat: keep them alive however slow the drain
+    alive = {"heartbeat_timeout_seconds": 3600}
+    a, b = await asyncio.gather(start_host("A", **alive), start_host("B", **alive))
     tasks, workers = 2000, 8
     room = new_room()
     targets = [Target(h.name, h.url, "tok-alice") for h in (a, b)]

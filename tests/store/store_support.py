@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+from support import builders
+from support.builders import ALICE, ROOT
 from workerledger.adapters.ports import EventStore
 from workerledger.adapters.service import LedgerService
 from workerledger.adapters.store.url import open_store
@@ -24,15 +27,11 @@ from workerledger.core import (
     UpdateTask,
 )
 
-T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-ALICE = Actor(user="alice")
-ADMIN = Actor(user="root", superuser=True)
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)  # test_store_cli asks for history at this moment
+at = partial(builders.at, start=T0)
+ADMIN = ROOT
 ROOM = "lab"
 JOB = f"{ROOM}:modifiers:relax"
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 def register(

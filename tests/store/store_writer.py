@@ -7,6 +7,9 @@ checkpoints the read-model tables every few commands.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/: `support`, as under pytest
 
 from store_support import claim, register, report, submit
 from workerledger.adapters.service import LedgerService
@@ -17,8 +20,7 @@ from workerledger.core import TaskStatus
 
 def main(url: str) -> None:
     store = open_store(url)
-    service = LedgerService(store)
-    service.view = TrackedProjection()
+    service = LedgerService(store, view=TrackedProjection())
     tables = ReadModelTables.for_store(store)
     done = 0
 

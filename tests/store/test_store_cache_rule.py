@@ -70,8 +70,7 @@ def deep_ledger(url: str) -> RecorderEventStore:
     """A job with a 200-deep schema, tasks with 200- and 900-deep payloads; checkpointed."""
     store = open_store(url)
     assert isinstance(store, RecorderEventStore)
-    service = LedgerService(store)
-    service.view = TrackedProjection()
+    service = LedgerService(store, view=TrackedProjection())
     service.execute(
         RegisterJob(
             now=at(0), actor=ALICE, room_id=ROOM, category="modifiers", name="relax",

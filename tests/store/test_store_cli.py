@@ -27,8 +27,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def db(sql_url: str) -> str:
     store = open_store(sql_url)
-    service = LedgerService(store)
-    service.view = TrackedProjection()
+    service = LedgerService(store, view=TrackedProjection())
     for n in range(3):
         lifecycle(service, n)
     ReadModelTables.for_store(store).checkpoint(service.view)

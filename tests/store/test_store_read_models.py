@@ -16,8 +16,7 @@ from workerledger.adapters.store.tables import rm_tasks
 
 
 def _service_with_tracking(store: EventStore) -> LedgerService:
-    service = LedgerService(store)
-    service.view = TrackedProjection()
+    service = LedgerService(store, view=TrackedProjection())
     return service
 
 
@@ -29,8 +28,8 @@ def test_a_checkpointed_view_loads_back_equal_to_a_fold_of_the_log(sql_store: Ev
     loaded = tables.load()
     folded = fold_log(sql_store)
     assert loaded.position == folded.position == service.view.position
-    for name in ("workers", "jobs", "tasks", "versions", "task_seq", "pending", "seq_task",
-                 "room_tasks", "worker_order"):  # fmt: skip
+    for name in ("workers", "jobs", "tasks", "versions", "_task_seq", "_pending", "_seq_task",
+                 "_room_tasks", "_worker_order"):  # fmt: skip
         assert getattr(loaded, name) == getattr(folded, name), name
     assert tables.check(sql_store) == []
 

@@ -8,6 +8,8 @@ test is skipped, unless WORKERLEDGER_REQUIRE_SERVICES=1 (CI), where it fails.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +49,19 @@ def fresh_postgres_database() -> Iterator[str]:
             yield f"{base}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def migrated_postgres() -> Iterator[str]:
+    """A fresh database prepared by one `workerledger migrate` (what several hosts sharing
+    it expect); dropped afterwards."""
+    with fresh_postgres_database() as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "workerledger", "migrate", "--database-url", url],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield url
 
 
 @contextmanager

@@ -1,13 +1,15 @@
-"""The one worker process of the chaos tests: the real SDK (`JobManager`), nothing mocked.
+"""The modes of the scripted worker (tests/support/worker.py) that run the real SDK
+(`JobManager`), nothing mocked.
 
-    python chaos_worker.py URL TOKEN ROOM LOG_PATH
+- `chaos`: registers `Chaos` and runs every task it claims for 20-60 ms. LOG gets one
+  JSON line per execution start and end and per HTTP answer the SDK received (method,
+  path, request body, idempotency key, status, answer summary, send and receive
+  times), each line one O_APPEND write so that a SIGKILL loses nothing already done;
+  tests/chaos/chaos_accounting.py reads these lines back.
+- `hold`: registers `Redo`, prints `READY <worker_id>`, `START <task_id>` for each task,
+  which it holds until the task is cancelled, and `LEFT` once `wait()` returned.
 
-Registers job ROOM:modifiers:Chaos (RUNNING tasks of a lost worker are requeued) and
-runs every task it claims for 20-60 ms. LOG_PATH gets one JSON line per execution
-start and end and per HTTP answer the SDK received (method, path, request body,
-idempotency key, status, answer summary, send and receive times), each line one
-O_APPEND write so that a SIGKILL loses nothing already done. The accounting of
-tests/chaos/chaos_support.py reads these lines back. SIGTERM leaves gracefully.
+Both leave gracefully on SIGTERM/SIGINT (`JobManager.wait()`).
 """
 
 from __future__ import annotations
@@ -15,20 +17,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
-from workerledger.client import ClaimedTask, Extension, JobManager
+from workerledger.client import ClaimedTask, JobManager
+
+from support.jobs import Chaos, Redo
 
 PID = os.getpid()
-
-
-class Chaos(Extension):
-    on_worker_lost: ClassVar[str | None] = "requeue"
-    max_worker_losses: ClassVar[int | None] = 1000  # every task must end completed
-    n: int = 0
 
 
 class Log:
@@ -94,13 +91,13 @@ def summary(answer: Any) -> Any:
     return {k: answer[k] for k in keep if k in answer}
 
 
-def main(url: str, token: str, room: str, log_path: str) -> int:
+def run_chaos(url: str, token: str, room: str, log_path: str) -> int:
     log = Log(log_path)
 
     def execute(task: ClaimedTask[Any]) -> None:
         fields = {"task": task.task_id, "attempt": task.attempt, "worker": task.worker_id}
         log.write("start", t=time.time(), **fields)
-        time.sleep(random.uniform(0.02, 0.06))
+        time.sleep(random.uniform(0.02, 0.06))  # the task's work
         log.write("end", t=time.time(), **fields)
 
     manager = JobManager(
@@ -117,5 +114,16 @@ def main(url: str, token: str, room: str, log_path: str) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:5]))
+def hold_until_cancelled(task: ClaimedTask[Any]) -> None:
+    print(f"START {task.task_id}", flush=True)
+    task.wait_cancelled()
+    task.raise_if_cancelled()
+
+
+def run_hold(url: str, token: str, room: str) -> int:
+    manager = JobManager(url, token, execute=hold_until_cancelled, heartbeat_interval=1.0)
+    manager.register(Redo, room=room)
+    print(f"READY {manager.worker_id}", flush=True)
+    manager.wait()
+    print("LEFT", flush=True)
+    return 0
