@@ -155,10 +155,11 @@ class LedgerService:
                     if candidates:
                         raise
                     return None  # checked the worker; there is nothing to claim
-                claimed = decision.state.workers[command.worker_id].claimed_under(key or "")
-                if not decision.events and claimed is not None:
-                    return Claimed(claimed, decision, replayed=True)
-                return Claimed(task_id, decision, replayed=False)
+                if decision.events:
+                    return Claimed(task_id, decision, replayed=False)
+                # a resend: the key's claim was recorded (maybe by another host meanwhile)
+                earlier = decision.state.workers[command.worker_id].claimed_under(key or "")
+                return Claimed(earlier or task_id, decision, replayed=True)
             return None
 
     def _store(self, events: Sequence[Event]) -> bool:

@@ -40,9 +40,18 @@ def request_digest(kind: str, **parts: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+def idempotent_id(user: str, key: str) -> str:
+    """The id of the worker a keyed registration creates (and every resend names again)."""
+    return _keyed_id(f"{user}\x1f{key}")
+
+
 def keyed_task_id(user: str, key: str) -> str:
     """The id of the task a keyed submit creates (and every resend names again)."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"task\x1f{user}\x1f{key}"))
+    return _keyed_id(f"task\x1f{user}\x1f{key}")
+
+
+def _keyed_id(name: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, name))
 
 
 def mark_replayed(response: Response) -> None:

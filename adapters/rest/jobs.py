@@ -19,7 +19,7 @@ from workerledger.core import (
 
 from ..projection import Projection
 from .context import RestContext, job_listed, visible_rooms
-from .idempotency import IdempotencyKey, request_digest
+from .idempotency import IdempotencyKey, idempotent_id, request_digest
 from .models import (
     JobRegisterRequest,
     JobResponse,
@@ -29,7 +29,6 @@ from .models import (
     Paginated,
     TaskResponse,
     WorkerSummary,
-    idempotent_id,
     job_response,
     job_summary,
     page,

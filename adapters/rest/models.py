@@ -196,11 +196,6 @@ def page_of(keys: Sequence[K], limit: int, offset: int, build: Callable[[K], T])
     return Paginated[T](items=items, total=len(keys), limit=limit, offset=offset)
 
 
-def idempotent_id(user: str, key: str) -> str:
-    """The worker id a registration retry with the same `Idempotency-Key` reuses."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{user}\x1f{key}"))
-
-
 def worker_response(worker: WorkerState) -> WorkerResponse:
     return WorkerResponse(id=worker.id, last_heartbeat=worker.last_heartbeat)
 

@@ -14,13 +14,13 @@ from workerledger.core import (
 
 from ..projection import Projection
 from .context import RestContext
+from .idempotency import idempotent_id
 from .models import (
     Limit,
     Offset,
     Paginated,
     WorkerResponse,
     WorkerSummary,
-    idempotent_id,
     page,
     worker_response,
     worker_summary,
