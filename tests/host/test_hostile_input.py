@@ -281,6 +281,11 @@ async def test_the_other_length_limits_are_refused(open_lab):
     await lab.refused(lambda api: api.put("/rooms/lab/jobs", json=category), 422, "value-too-long")
     key = {"Idempotency-Key": "k" * 256}
     await lab.refused(lambda api: api.post("/workers", headers=key), 422, "value-too-long")
+    keyed_submit = f"/rooms/lab/tasks/{JOB}"  # the keyed writes of issue 18 have the same limit
+    await lab.refused(lambda api: api.post(keyed_submit, json={"payload": {}}, headers=key),
+                      422, "value-too-long")  # fmt: skip
+    await lab.refused(lambda api: api.post("/tasks/claim", json={"worker_id": lab.worker_id},
+                                           headers=key), 422, "value-too-long")  # fmt: skip
     claim = await lab.api.post("/tasks/claim", json={"worker_id": lab.worker_id})
     task_id = claim.json()["task"]["id"]
     report = {"status": "failed", "error": "e" * (64 * 1024 + 1)}
