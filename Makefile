@@ -53,3 +53,16 @@ soak: $(STAMP)
 	WORKERLEDGER_CHAOS_SECONDS=300 WORKERLEDGER_CHAOS_DROP_TASKS=600 WORKERLEDGER_CHAOS_DROPS=30 \
 	WORKERLEDGER_SCHEMATHESIS_SECONDS=600 WORKERLEDGER_SCHEMATHESIS_EXAMPLES=50 \
 	$(BIN)/pytest -p no:cacheprovider -s --timeout=1800 tests/chaos tests/host/test_schemathesis.py
+
+## compat: zndraw-joblib 0.1.7's own test suite (its PyPI sdist's tests/, unmodified) against
+## workerledger through an adapter conftest; not part of `make test`; build/compat/report.md
+.PHONY: compat
+compat: $(STAMP)
+	$(BIN)/python -m compat
+
+## screenshots: the console's pictures for the README (docs/console.png, docs/console-worker.png)
+## from a real run: `workerledger serve`, SDK worker processes, headless Chromium
+.PHONY: screenshots
+screenshots: $(STAMP)
+	@test -x /usr/bin/chromium || { echo "needs Chromium: apt-get install -y chromium"; exit 1; }
+	$(BIN)/python docs/screenshots.py --out docs

@@ -5,21 +5,26 @@ read runs on one dedicated thread (never on the event loop). Emissions are hande
 to the Emitter only after `execute` returned, i.e. after the events were committed:
 persist, then deliver. If the process dies in between, the emissions are lost
 (at-most-once delivery); watchers resynchronise from the REST listings.
+
+Observers (metrics, the lifecycle log) see each committed decision, its events
+included, right after the commit and before its emissions are delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
-from workerledger.core import ClaimTask, Command, Decision, Emission
+from workerledger.core import ClaimTask, Command, Decision, DomainError, Emission, LedgerState
 
 from .projection import Projection
 from .service import Claimed, LedgerService
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class Emitter(Protocol):
@@ -28,31 +33,69 @@ class Emitter(Protocol):
         ...
 
 
+class DecisionObserver(Protocol):
+    def observe(self, decision: Decision) -> None:
+        """Look at a committed decision (runs on the event loop: quick, no I/O waits).
+
+        A refusal the core recorded (a stale task report) is observed as a decision
+        holding the recorded events and an empty state. Exceptions are logged, never
+        raised to the command's caller (the events are already committed).
+        """
+        ...
+
+
 class Ledger:
     """`service` on one thread, and `emitter` for what it decided (after the commit).
 
-    The emitter is given once, at construction: a host's `LedgerRuntime` composes
-    Socket.IO delivery and the long-poll waiters into one `CompositeEmitter`.
+    The emitter and the observers are given once, at construction: a host's
+    `LedgerRuntime` composes Socket.IO delivery and the long-poll waiters into one
+    `CompositeEmitter`, and observes with its metrics and lifecycle log.
     """
 
-    def __init__(self, service: LedgerService, emitter: Emitter | None = None) -> None:
+    def __init__(
+        self,
+        service: LedgerService,
+        emitter: Emitter | None = None,
+        observers: Sequence[DecisionObserver] = (),
+    ) -> None:
         self.service = service
         self.emitter = emitter
+        self.observers = tuple(observers)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workerledger")
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def execute(self, command: Command) -> Decision:
-        decision = await self._run(lambda: self.service.execute(command))
+        try:
+            decision = await self._run(lambda: self.service.execute(command))
+        except DomainError as error:
+            if error.record:  # the service stored them before re-raising
+                recorded = Decision.model_construct(
+                    state=LedgerState(), events=error.record, emissions=()
+                )
+                self.observe(recorded)
+            raise
+        self.observe(decision)
         await self.deliver(decision.emissions)
         return decision
 
     async def claim_next(self, command: ClaimTask) -> Claimed | None:
         claimed = await self._run(lambda: self.service.claim_next(command))
         if claimed is not None:
+            self.observe(claimed.decision)
             await self.deliver(claimed.decision.emissions)
         return claimed
+
+    def observe(self, decision: Decision) -> None:
+        """Show a committed decision to every observer; a failing one is logged."""
+        if not decision.events:
+            return
+        for observer in self.observers:
+            try:
+                observer.observe(decision)
+            except Exception:
+                logger.exception("decision observer %r failed", observer)
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the ledger's thread (store I/O that must not block the loop)."""

@@ -30,11 +30,16 @@ STATUS_BY_CODE: dict[str, int] = {
     "stale-attempt": 409,
     "task-not-pending": 409,
     "worker-not-online": 409,
+    "worker-draining": 409,
     "job-not-linked": 409,
     "stale-session": 409,
     "not-in-room": 409,
     "duplicate-id": 409,
     "idempotency-key-reused": 422,
+    "provider-not-found": 404,
+    "provider-timeout": 504,
+    "room-locked": 423,
+    "internal-job-not-configured": 503,
 }
 
 

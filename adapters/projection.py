@@ -20,17 +20,25 @@ from types import MappingProxyType
 from typing import Self
 
 from workerledger.core import (
+    GLOBAL_ROOM,
     ClaimTask,
     Command,
     DisconnectWorker,
+    DrainWorker,
     Event,
     ExpireClaim,
     HeartbeatRecorded,
     JobState,
     JoinJobRoom,
+    JoinProviderRoom,
+    LeaveProviderRoom,
     LedgerState,
+    ProviderState,
     RegisterJob,
+    RegisterProvider,
+    RemoveProvider,
     RemoveWorker,
+    RequeueTask,
     Stream,
     StreamKind,
     SubmitTask,
@@ -54,6 +62,7 @@ class Projection:
         self.workers: dict[str, WorkerState] = {}
         self.jobs: dict[str, JobState] = {}
         self.tasks: dict[str, TaskState] = {}
+        self.providers: dict[str, ProviderState] = {}  # full name -> state (removed kept)
         self.versions: dict[str, int] = {}
         self.position = 0  # last log position applied
         self.liveness_counter = 0
@@ -62,6 +71,7 @@ class Projection:
         self._seq_task: dict[int, str] = {}
         self._room_tasks: dict[str, list[str]] = {}  # room id -> task ids, oldest first
         self._worker_order: list[str] = []  # registration order
+        self._provider_ids: dict[str, str] = {}  # live provider id -> full name
 
     @classmethod
     def restore(
@@ -71,11 +81,13 @@ class Projection:
         workers: Iterable[tuple[WorkerState, int]],
         jobs: Iterable[tuple[JobState, int]],
         tasks: Iterable[tuple[TaskState, int, int]],
+        providers: Iterable[tuple[ProviderState, int]] = (),
     ) -> Self:
         """A view at log `position` holding entities read back from a checkpoint.
 
-        `workers` are (state, stream version) in registration order, `jobs` (state,
-        version), `tasks` (state, version, log position of the submission). The indexes
+        `workers` are (state, stream version) in registration order, `jobs` and
+        `providers` (state, version), `tasks` (state, version, log position of the
+        submission). The indexes
         are built here by the same code `apply` keeps them with, so a restored view
         answers exactly as the fold it was checkpointed from (the read-model tables).
         """
@@ -91,6 +103,9 @@ class Projection:
         for task, version, submitted in sorted(tasks, key=lambda entry: entry[2]):
             view._index_task(None, task, submitted)
             view.versions[Stream.task(task.id).text] = version
+        for provider, version in providers:
+            view._index_provider(provider)
+            view.versions[Stream.provider(provider.full_name).text] = version
         return view
 
     # --- applying -------------------------------------------------------------------
@@ -114,6 +129,9 @@ class Projection:
             else {},
             jobs={key: self.jobs[key]} if kind is StreamKind.JOB and key in self.jobs else {},
             tasks={key: before_task} if before_task is not None else {},
+            providers={key: self.providers[key]}
+            if kind is StreamKind.PROVIDER and key in self.providers
+            else {},
         )
         after = evolve(state, event)
         if kind is StreamKind.WORKER and key in after.workers:
@@ -124,6 +142,16 @@ class Projection:
             self.jobs[key] = after.jobs[key]
         elif kind is StreamKind.TASK and key in after.tasks:
             self._index_task(before_task, after.tasks[key], position)
+        elif kind is StreamKind.PROVIDER and key in after.providers:
+            self._index_provider(after.providers[key])
+
+    def _index_provider(self, provider: ProviderState) -> None:
+        before = self.providers.get(provider.full_name)
+        if before is not None:
+            self._provider_ids.pop(before.id, None)
+        self.providers[provider.full_name] = provider
+        if provider.is_live:
+            self._provider_ids[provider.id] = provider.full_name
 
     def _index_task(self, before: TaskState | None, after: TaskState, position: int) -> None:
         self.tasks[after.id] = after
@@ -149,6 +177,7 @@ class Projection:
         workers: dict[str, WorkerState] = {}
         jobs: dict[str, JobState] = {}
         tasks: dict[str, TaskState] = {}
+        providers: dict[str, ProviderState] = {}
 
         def add_worker(worker_id: str | None, *, with_tasks: bool = False) -> None:
             worker = self.workers.get(worker_id) if worker_id else None
@@ -160,6 +189,15 @@ class Projection:
             if with_tasks:
                 for task_id in worker.tasks:
                     add_task(task_id)
+                for provider_name in worker.providers:
+                    add_provider(provider_name)
+
+        def add_provider(provider_name: str) -> None:
+            provider = self.providers.get(provider_name)
+            if provider is not None:
+                providers[provider_name] = provider
+                if provider.is_live and provider.worker_id not in workers:
+                    add_worker(provider.worker_id)
 
         def add_job(job_name: str) -> None:
             if job_name in self.jobs:
@@ -178,7 +216,7 @@ class Projection:
             case JoinJobRoom():
                 add_worker(command.worker_id)
                 add_job(command.job_name)
-            case DisconnectWorker() | SweepWorker() | RemoveWorker():
+            case DisconnectWorker() | SweepWorker() | RemoveWorker() | DrainWorker():
                 add_worker(command.worker_id, with_tasks=True)
             case SubmitTask():
                 add_job(command.job_name)
@@ -186,19 +224,29 @@ class Projection:
             case ClaimTask():
                 add_worker(command.worker_id)
                 add_task(command.task_id)
-            case ExpireClaim():
+            case ExpireClaim() | UpdateTask() | RequeueTask():
                 add_task(command.task_id)
                 task = self.tasks.get(command.task_id)
-                add_worker(task.worker_id if task else None)
-            case UpdateTask():
-                add_task(command.task_id)
-                task = self.tasks.get(command.task_id)
-                add_worker(task.worker_id if task else None)
-                if command.worker_id:
+                holder = self.workers.get(task.worker_id) if task and task.worker_id else None
+                # a draining holder may end in this decision: it needs its providers
+                add_worker(
+                    holder.id if holder else None, with_tasks=bool(holder and holder.draining)
+                )
+                if isinstance(command, UpdateTask) and command.worker_id:
                     add_worker(command.worker_id)
+            case RegisterProvider():
+                add_worker(command.worker_id)
+                add_provider(job_full_name(command.room_id, command.category, command.name))
+            case RemoveProvider():
+                add_provider(command.provider_name)
+            case JoinProviderRoom() | LeaveProviderRoom():
+                add_worker(command.worker_id)
+                add_provider(command.provider_name)
             case _:
                 add_worker(getattr(command, "worker_id", None))
-        return LedgerState.model_construct(workers=workers, jobs=jobs, tasks=tasks)
+        return LedgerState.model_construct(
+            workers=workers, jobs=jobs, tasks=tasks, providers=providers
+        )
 
     def version(self, stream: str | Stream) -> int:
         """The stream's version in the view (0: no events yet), the append's expectation."""
@@ -242,6 +290,29 @@ class Projection:
     ) -> list[TaskState]:
         """Tasks of `job_name` submitted to `room_id` (with `status`), newest first."""
         return [task for task in self.tasks_in_room(room_id, status) if task.job_name == job_name]
+
+    # --- providers ------------------------------------------------------------------
+
+    def provider(self, full_name: str) -> ProviderState | None:
+        """The live provider of that full name, or None."""
+        provider = self.providers.get(full_name)
+        return provider if provider is not None and provider.is_live else None
+
+    def provider_by_id(self, provider_id: str) -> ProviderState | None:
+        """The live provider with that id, or None (a removed provider's id is unknown)."""
+        full_name = self._provider_ids.get(provider_id)
+        return self.providers[full_name] if full_name is not None else None
+
+    def providers_visible_from(self, room_id: str) -> list[ProviderState]:
+        """Live providers of `room_id` and `@global`, newest first (0.1.7's visibility:
+        from `@global` only its own)."""
+        rooms = {GLOBAL_ROOM, room_id}
+        live = [
+            provider
+            for provider in self.providers.values()
+            if provider.is_live and provider.room_id in rooms
+        ]
+        return sorted(live, key=lambda provider: provider.created_at, reverse=True)
 
     # --- the queue --------------------------------------------------------------------
 
@@ -303,3 +374,19 @@ class Projection:
     def submission_positions(self) -> Mapping[str, int]:
         """Task id -> log position of its submission, the FIFO key (read-only)."""
         return MappingProxyType(self._task_seq)
+
+    # --- the operator console ---------------------------------------------------------
+
+    def workers_newest_first(self) -> Iterable[WorkerState]:
+        """Every worker, ended ones too, newest registration first (lazy: consume it on
+        the ledger's thread, within the query)."""
+        return (self.workers[worker_id] for worker_id in reversed(self._worker_order))
+
+    def tasks_newest_first(self, room_id: str | None = None) -> Iterable[TaskState]:
+        """Tasks (submitted to `room_id`, if given), newest submission first (lazy)."""
+        ids = (
+            reversed(self._room_tasks.get(room_id, []))
+            if room_id is not None
+            else reversed(self._seq_task.values())
+        )
+        return (self.tasks[task_id] for task_id in ids)

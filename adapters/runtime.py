@@ -4,8 +4,9 @@ From explicit arguments (a database URL or an `EventStore`, the authenticator, a
 optional python-socketio server, the policies, the input limits, the clock) the
 constructor builds, in the order each needs the other:
 
-    store -> view (restored from the read-model tables) -> LedgerService(store, view)
-          -> Ledger(service, emitter = Socket.IO + task waiters [+ yours])
+    store -> view (restored from the read-model tables) -> LedgerService(timed store, view)
+          -> Ledger(service, emitter = Socket.IO + task waiters [+ yours],
+                    observers = metrics + lifecycle log)
           -> WorkerSockets (the Socket.IO handlers) -> Sweeper -> CommitListener
 
 Nothing is attached afterwards: `create_router(runtime)` and
@@ -28,12 +29,18 @@ from workerledger.core import DEFAULT_CATEGORIES, Stream
 
 from .auth import Authenticator, Clock, utc_now
 from .input_limits import DEFAULT_LIMITS, InputLimits
+from .internal import InternalExecutor
 from .ledger import Emitter, Ledger
+from .observability.lifecycle_log import LifecycleLog
+from .observability.metrics import LedgerMetrics
 from .ports import EventStore
+from .providers.results import MemoryResultCache, ResultCache
 from .realtime.acks import EVENT_BURST, EVENTS_PER_SECOND
 from .realtime.emitter import CompositeEmitter, SocketIOEmitter, SocketIOServer
 from .realtime.handlers import WorkerSockets
 from .realtime.redis_manager import ResyncingRedisManager
+from .rest.context import ProviderSettings
+from .room_policy import OpenRooms, RoomPolicy
 from .service import LedgerService
 from .store.read_models import RestoredView, finish_restore, load_view, tables_of
 from .store.url import open_store
@@ -58,6 +65,11 @@ class LedgerPolicies:
     checkpoint_interval_seconds: float = 10.0  # read-model tables brought up to date
     allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES
     long_poll_max_wait_seconds: float = 60.0  # cap on `Prefer: wait=N`
+    allowed_provider_categories: tuple[str, ...] | None = None  # None: any category
+    provider_result_ttl_seconds: float = 300.0  # a provider's answer is served this long
+    provider_inflight_ttl_seconds: float = 30.0  # one request per read until answered
+    provider_long_poll_default_seconds: float = 5.0  # a read waits this long by default
+    provider_long_poll_max_seconds: float = 30.0  # cap on a read's `Prefer: wait=N`
     events_per_second: float = EVENTS_PER_SECOND  # Socket.IO rate per connection
     event_burst: int = EVENT_BURST  # Socket.IO events a connection may send at once
 
@@ -66,10 +78,16 @@ class LedgerRuntime:
     """Every part of one host, built once from explicit arguments; `start()` / `stop()`.
 
     `store`: a database URL (`open_store`) or an open `EventStore` (the runtime closes
-    it at `stop()`). `sio`: the host's `socketio.AsyncServer`, if it serves Socket.IO;
+    it at `stop()`). `room_policy`: the host's writable-room and watcher rules
+    (default `OpenRooms`). `internal_executor`: runs tasks of `@internal` jobs (none:
+    they are refused with 503). `provider_results`: the provider result cache
+    (default in memory; a `RedisResultCache` shares it between hosts). `sio`: the host's
+    `socketio.AsyncServer`, if it serves Socket.IO;
     committed emissions go to it and `sockets` holds the handlers for
     `register_socketio_handlers(sio, runtime)`. `emitters` receive every committed
-    batch after Socket.IO and the long-poll waiters (metrics, tests).
+    batch after Socket.IO and the long-poll waiters (tests, your own delivery).
+    `metrics` (a `LedgerMetrics`, served by `create_metrics_route(runtime)`) and the
+    lifecycle log (logger `workerledger.lifecycle`) observe every committed decision.
     """
 
     def __init__(
@@ -83,8 +101,16 @@ class LedgerRuntime:
         clock: Clock = utc_now,
         namespace: str = "/",
         emitters: Sequence[Emitter] = (),
+        room_policy: RoomPolicy | None = None,
+        internal_executor: InternalExecutor | None = None,
+        provider_results: ResultCache | None = None,
     ) -> None:
         self.policies = policies if policies is not None else LedgerPolicies()
+        self.room_policy: RoomPolicy = room_policy if room_policy is not None else OpenRooms()
+        self.internal_executor = internal_executor
+        self.provider_results: ResultCache = (
+            provider_results if provider_results is not None else MemoryResultCache()
+        )
         self.authenticate, self.sio, self.limits, self.clock = authenticate, sio, limits, clock
         self.store = open_store(store) if isinstance(store, str) else store
         try:
@@ -92,11 +118,14 @@ class LedgerRuntime:
         except BaseException:
             self.store.close()
             raise
-        self.service = LedgerService(self.store, view=self._restored.view)
+        self.metrics = LedgerMetrics()  # this process's figures, in their own registry
+        self.service = LedgerService(self.metrics.timed(self.store), view=self._restored.view)
         self.waiters = TaskWaiters()
         delivery: list[Emitter] = [SocketIOEmitter(sio, namespace)] if sio is not None else []
         self.ledger = Ledger(
-            self.service, emitter=CompositeEmitter(*delivery, self.waiters, *emitters)
+            self.service,
+            emitter=CompositeEmitter(*delivery, self.waiters, *emitters),
+            observers=(self.metrics, LifecycleLog()),
         )
         self.sockets = self._sockets(sio, namespace) if sio is not None else None
         self.sweeper = Sweeper(
@@ -112,6 +141,18 @@ class LedgerRuntime:
         self.commits = self._commit_listener()
         self._tasks: list[asyncio.Task[None]] = []
 
+    def provider_settings(self) -> ProviderSettings:
+        """What the provider routes need: the result cache and the provider policies."""
+        policies = self.policies
+        return ProviderSettings(
+            results=self.provider_results,
+            allowed_categories=policies.allowed_provider_categories,
+            result_ttl_seconds=policies.provider_result_ttl_seconds,
+            inflight_ttl_seconds=policies.provider_inflight_ttl_seconds,
+            long_poll_default_seconds=policies.provider_long_poll_default_seconds,
+            long_poll_max_seconds=policies.provider_long_poll_max_seconds,
+        )
+
     def _sockets(self, sio: SocketIOServer, namespace: str) -> WorkerSockets:
         policies = self.policies
         return WorkerSockets(
@@ -125,6 +166,7 @@ class LedgerRuntime:
             limits=self.limits,
             events_per_second=policies.events_per_second,
             event_burst=policies.event_burst,
+            room_policy=self.room_policy,
         )
 
     def _local_sids(self) -> Collection[str]:
@@ -192,6 +234,11 @@ class LedgerRuntime:
         await self.sweeper.stop()
         if self.sockets is not None:
             await self.sockets.aclose()
+        closers = [self.provider_results.aclose()]
+        executor_close = getattr(self.internal_executor, "aclose", None)
+        if callable(executor_close):
+            closers.append(executor_close())
+        await asyncio.gather(*closers, return_exceptions=True)
         try:
             await self.checkpoint()
         finally:

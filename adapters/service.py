@@ -34,10 +34,13 @@ from workerledger.core import (
     Event,
     StreamKind,
     SweepWorker,
+    TaskCancelled,
     TaskNotFoundError,
     TaskNotPendingError,
+    WorkerDrainingError,
     WorkerNotOnlineError,
     handle,
+    room_of_watchers,
 )
 
 from .ports import ConcurrencyError, EventStore, StoredEvent, StoreError
@@ -139,6 +142,7 @@ class LedgerService:
         `command.task_id` is ignored: candidates come from the view, oldest first (or,
         for a resent `request_key`, the task claimed under it). The core refuses an
         unknown or ended worker, or one of another user, also when the queue is empty.
+        A draining worker gets None, like an empty queue (a 0.1.7 worker sees no tasks).
         """
         with self._lock:
             self.catch_up(liveness=False)
@@ -151,6 +155,8 @@ class LedgerService:
                     decision = self.execute(command.model_copy(update={"task_id": task_id}))
                 except TaskNotPendingError:
                     continue
+                except WorkerDrainingError:
+                    return None  # checked the worker: it claims nothing any more
                 except (TaskNotFoundError, WorkerNotOnlineError):
                     if candidates:
                         raise
@@ -232,7 +238,8 @@ class LedgerService:
 
     def _after_commit(self, decision: Decision) -> Decision:
         try:
-            return decision.model_copy(update={"emissions": self._enrich(decision.emissions)})
+            emissions = self._enrich(decision.emissions) + self._hidden_jobs(decision.events)
+            return decision.model_copy(update={"emissions": emissions})
         except Exception:  # committed: deliver without queue positions rather than fail
             logger.warning("enriching emissions failed; delivered as decided", exc_info=True)
             return decision
@@ -251,6 +258,22 @@ class LedgerService:
                     update={"data": {**emission.data, "queue_position": position}}
                 )
             out.append(emission)
+        return tuple(out)
+
+    def _hidden_jobs(self, events: Sequence[Event]) -> tuple[Emission, ...]:
+        """`jobs_invalidate` for a job the listings stop showing because its last pending
+        task was cancelled while no worker serves it (a view rule: listings hide such
+        jobs, so the core's emissions cannot know)."""
+        out: list[Emission] = []
+        for event in events:
+            if not isinstance(event, TaskCancelled) or event.worker_id is not None:
+                continue  # only a pending task is cancelled without a holder
+            task = self.view.task(event.task_id)
+            job = self.view.job(task.job_name) if task is not None else None
+            if job is not None and not job.workers and not self.view.pending_count(job.full_name):
+                emit = Emit(event="jobs_invalidate", data={}, to=room_of_watchers(job.room_id))
+                if emit not in out:
+                    out.append(emit)
         return tuple(out)
 
     @staticmethod

@@ -1,5 +1,6 @@
-"""The worker client SDK: `JobManager` registers jobs, claims and runs tasks,
-heartbeats, rides out reconnects and leaves cleanly (`with JobManager(...) as m:`)."""
+"""The worker client SDK: `JobManager` registers jobs and providers, claims and runs
+tasks, serves provider reads, heartbeats, rides out reconnects and leaves cleanly
+(`with JobManager(...) as m:`)."""
 
 from .api import ApiManager, TokenApi
 from .errors import (
@@ -13,6 +14,7 @@ from .errors import (
 )
 from .manager import JobManager
 from .models import Category, ClaimedTask, Extension, TaskInfo
+from .providers import Provider
 from .realtime import AckError
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "Extension",
     "JobManager",
     "NotRegisteredError",
+    "Provider",
     "ServerError",
     "ServerUnavailableError",
     "StaleAttemptError",

@@ -121,12 +121,19 @@ class Rest:
         json: Any = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        content: bytes | None = None,
     ) -> Answer:
+        """One request: a JSON body (`json`) or a raw one (`content`)."""
         url = f"{self.api.base_url}{PREFIX}{path}"
         all_headers = {**self.api.get_headers(), **(headers or {})}
         try:
             response = self.api.http.request(
-                method, url, json=json, headers=all_headers, timeout=timeout or self.timeout
+                method,
+                url,
+                json=json,
+                content=content,
+                headers=all_headers,
+                timeout=timeout or self.timeout,
             )
         except httpx.HTTPError as error:
             raise ServerUnavailableError(
@@ -151,6 +158,22 @@ class Rest:
             "PUT", f"/rooms/{room_id}/jobs", json=body, headers=headers
         )
         return result
+
+    def register_provider(
+        self, room_id: str, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        answer = self.request("PUT", f"/rooms/{room_id}/providers", json=body, headers=headers)
+        return answer if isinstance(answer, dict) else {}
+
+    def post_provider_result(
+        self, provider_id: str, request_hash: str, body: bytes, *, content_type: str
+    ) -> None:
+        headers = {"X-Request-Hash": request_hash, "Content-Type": content_type}
+        self.send("POST", f"/providers/{provider_id}/results", content=body, headers=headers)
+
+    def delete_provider(self, provider_id: str, *, timeout: float | None = None) -> None:
+        self.request("DELETE", f"/providers/{provider_id}", timeout=timeout)
 
     def heartbeat(self, worker_id: str) -> None:
         self.request("PATCH", f"/workers/{worker_id}")

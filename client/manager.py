@@ -16,6 +16,7 @@ import socketio
 from .api import ApiManager, Rest, TokenApi, bearer_token, new_idempotency_key
 from .errors import ClientError
 from .models import GLOBAL_ROOM, ClaimedTask, Extension, TaskInfo
+from .providers import Provider, ProviderRegistry
 from .realtime import SocketLink, new_socketio_client
 from .retry import retry_transient
 from .runner import Execute, TaskRunner
@@ -35,10 +36,15 @@ class JobManager:
     for a REST-only worker. With `execute`, tasks are claimed and run in the
     background; without it, use `listen()`. `transport` (only with a URL) is the
     httpx transport of the REST calls, e.g. a wrapper around `httpx.HTTPTransport`.
+    `register_provider` adds providers, whose reads run on `provider_threads` threads.
 
     Writes are retried on transport failures and 5xx for up to `report_timeout`
     (registration: `startup_timeout`); submit and claim carry an `Idempotency-Key`
     re-sent on every retry, so a lost answer never duplicates or strands a task.
+
+    A drain (`worker_drain` over Socket.IO, from `workerledger drain` or the REST
+    route) stops claiming, lets the running task finish and report, then leaves like
+    `disconnect()`; `wait()` returns. `draining` tells it happened.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class JobManager:
         drain_timeout: float = 10.0,
         shutdown_timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        provider_threads: int = 4,
     ) -> None:
         self._own_api: TokenApi | None = None
         if isinstance(server, str):
@@ -72,6 +79,8 @@ class JobManager:
             Rest(server, request_timeout), ack_timeout=ack_timeout, startup_timeout=startup_timeout
         )
         self._runner = TaskRunner(self._session, report_timeout=report_timeout)
+        self._providers = ProviderRegistry(self._session, max_workers=provider_threads)
+        self._session.providers = self._providers
         self._execute = execute
         self._intervals = (heartbeat_interval, polling_interval)
         self._timeouts = (drain_timeout, shutdown_timeout)
@@ -79,6 +88,8 @@ class JobManager:
         self._start_lock = threading.Lock()
         self._leave_lock = threading.Lock()
         self._left = False
+        self._drain_lock = threading.Lock()
+        self._drainer: threading.Thread | None = None
         if sio is not False:
             client = new_socketio_client() if sio is True else sio
             self._session.link = SocketLink(
@@ -102,6 +113,21 @@ class JobManager:
     def jobs(self) -> list[str]:
         """Full names (`room:category:name`) of the registered jobs."""
         return [job.full_name for job in self._session.job_list()]
+
+    @property
+    def providers(self) -> list[str]:
+        """Full names (`room:category:name`) of the registered providers."""
+        return [provider.full_name for provider in self._providers.all()]
+
+    @property
+    def handlers(self) -> dict[str, Any]:
+        """The handler of each registered provider, by full name (as in 0.1.7)."""
+        return {provider.full_name: provider.handler for provider in self._providers.all()}
+
+    @property
+    def draining(self) -> bool:
+        """True once the server drained this worker (it claims nothing, then leaves)."""
+        return self._session.draining.is_set()
 
     def __contains__(self, full_name: object) -> bool:
         return isinstance(full_name, str) and self._session.job(full_name) is not None
@@ -132,10 +158,30 @@ class JobManager:
         return decorator if extension is None else decorator(extension)
 
     def _register(self, cls: type[Extension], room: str) -> None:
-        if self._session.stop.is_set():
-            raise ClientError("this JobManager has disconnected")
+        if self._session.stop.is_set() or self._session.draining.is_set():
+            raise ClientError("this JobManager has disconnected (or is draining)")
         self._session.register(Job(full_name=cls.full_name(room), room_id=room, cls=cls))
         self._start_background()
+
+    def register_provider(
+        self, provider_cls: type[Provider], *, name: str, handler: Any, room: str = GLOBAL_ROOM
+    ) -> str:
+        """Register `provider_cls` as provider `room:category:name`; returns its id.
+
+        The first registration (job or provider) creates the worker. The worker joins
+        the provider's room over Socket.IO (acknowledged, again after every reconnect)
+        and answers each `provider_request` with `provider_cls(**params).read(handler)`
+        on a background thread. The provider goes when the worker leaves or is lost.
+        """
+        if self._session.stop.is_set():
+            raise ClientError("this JobManager has disconnected")
+        provider_id = self._providers.register(provider_cls, name=name, handler=handler, room=room)
+        self._start_background()
+        return provider_id
+
+    def unregister_provider(self, full_name: str) -> bool:
+        """Remove one provider on the server (the worker goes on); False if unknown."""
+        return self._providers.unregister(full_name, timeout=self._timeouts[1])
 
     def _start_background(self) -> None:
         with self._start_lock:
@@ -169,6 +215,8 @@ class JobManager:
             raise ClientError("listen() cannot be used together with execute=")
         session, polling = self._session, self._intervals[1]
         while not session.stop.is_set() and not (stop_event and stop_event.is_set()):
+            if session.draining.is_set():
+                return  # drained: the tasks yielded so far are yours to report
             session.wake.clear()
             task = self._runner.claim()
             if task is not None:
@@ -231,6 +279,8 @@ class JobManager:
         """Leave rooms (acknowledged), DELETE the worker, clear the registry.
 
         Idempotent and thread-safe; bounded in time when the server is unreachable.
+        Provider rooms are left like job rooms; the worker's DELETE removes its
+        providers on the server in the same decision (no per-provider DELETE).
         """
         with self._leave_lock:
             if self._left:
@@ -246,11 +296,13 @@ class JobManager:
                 drain_timeout=drain,
                 shutdown_timeout=budget,
             )
+            self._providers.close()
             if self._own_api is not None:
                 self._own_api.close()
 
     def wait(self) -> None:
-        """Block until SIGINT/SIGTERM, a fatal error or `disconnect()`; then disconnect."""
+        """Block until SIGINT/SIGTERM, a fatal error, a finished drain or `disconnect()`;
+        then disconnect (after a drain: once its leave is done)."""
         with stop_signals() as received:
             while not received and not self._session.stop.wait(0.2):
                 pass
@@ -273,7 +325,11 @@ class JobManager:
         return {"token": bearer_token(self.api) or ""}
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:
-        if name == "task_available":
+        if name == "worker_drain":
+            self._begin_drain(data)
+        elif name == "provider_request":
+            self._providers.on_request(data)  # only queues the read: this is a Socket.IO thread
+        elif name == "task_available":
             self._session.wake.set()
         elif name == "task_cancelled" and isinstance(data.get("task_id"), str):
             attempt = data.get("attempt")
@@ -281,3 +337,35 @@ class JobManager:
             self._session.cancelled_by_server(
                 data["task_id"], attempt if isinstance(attempt, int) else None, reason
             )
+
+    # -- drain ---------------------------------------------------------------
+
+    def _begin_drain(self, data: dict[str, Any]) -> None:
+        """The server drained this worker: stop claiming, then leave on a thread of its
+        own (this is a Socket.IO thread, which must not wait)."""
+        with self._drain_lock:
+            session = self._session
+            if self._drainer is not None or session.stop.is_set():
+                return
+            session.draining.set()
+            session.wake.set()
+            logger.info(
+                "worker %s drained by %s (%s): finishing %d held task(s), then leaving",
+                data.get("worker_id"), data.get("by"), data.get("reason"),
+                len(session.held_tasks()),
+            )  # fmt: skip
+            self._drainer = threading.Thread(
+                target=self._finish_drain, name="workerledger-drain", daemon=True
+            )
+            self._drainer.start()
+
+    def _finish_drain(self) -> None:
+        """Wait for the claim loop to finish its task (or, without `execute`, for the
+        held tasks to be reported), then leave like `disconnect()`."""
+        session = self._session
+        for thread in [t for t in self._threads if t.name == "workerledger-claim"]:
+            while thread.is_alive() and not session.stop.is_set():
+                thread.join(0.1)
+        while session.held_tasks() and not session.stop.wait(0.1):
+            pass
+        self.disconnect()

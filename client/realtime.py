@@ -69,7 +69,7 @@ class SocketLink:
         self._ever_announced = False
         client.on("connect", self._handle_connect)
         client.on("disconnect", self._handle_disconnect)
-        for name in ("task_available", "task_cancelled"):
+        for name in ("task_available", "task_cancelled", "provider_request", "worker_drain"):
             client.on(name, self._handler_for(name))
 
     @property

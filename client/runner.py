@@ -52,7 +52,7 @@ class TaskRunner:
         failed on the server with the reason, and the next task is tried.
         """
         s = self.session
-        while not s.stop.is_set():
+        while not s.stop.is_set() and not s.draining.is_set():
             worker_id = s.worker_id
             if worker_id is None:
                 return None  # not registered yet, or re-registration pending
@@ -204,8 +204,10 @@ class TaskRunner:
     # -- background loops ----------------------------------------------------
 
     def claim_loop(self, execute: Execute, polling_interval: float) -> None:
+        """Claim and run tasks one at a time until the manager stops or is drained (the
+        task running when the drain arrives is finished first)."""
         s = self.session
-        while not s.stop.is_set():
+        while not s.stop.is_set() and not s.draining.is_set():
             s.wake.clear()
             task = self._guarded("claim", self.claim)
             if task is not None:

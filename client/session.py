@@ -12,13 +12,16 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .api import Rest
 from .errors import NotRegisteredError, ServerError, WorkerGoneError
 from .models import ClaimedTask, Extension
 from .realtime import AckError, SocketLink
 from .retry import OutageLog, retry_transient
+
+if TYPE_CHECKING:
+    from .providers import ProviderRegistry
 
 logger = logging.getLogger("workerledger.client")
 
@@ -55,10 +58,12 @@ class Session:
         self.lock = threading.RLock()
         self.register_lock = threading.Lock()
         self.stop = threading.Event()  # the manager is shutting down
+        self.draining = threading.Event()  # the server drained it: claim nothing, then leave
         self.wake = threading.Event()  # a task may be available
         self.outage = OutageLog(logger)
         self.jobs: dict[str, Job] = {}
         self.held: dict[str, ClaimedTask[Any]] = {}
+        self.providers: ProviderRegistry | None = None  # set by the manager
         self._worker_id: str | None = None
 
     @property
@@ -75,6 +80,15 @@ class Session:
     def job(self, full_name: str) -> Job | None:
         with self.lock:
             return self.jobs.get(full_name)
+
+    def adopt_worker(self, worker_id: str) -> None:
+        """The worker a registration created (the first job or provider)."""
+        with self.lock:
+            self._worker_id = worker_id
+
+    def registered(self) -> bool:
+        """Whether anything (a job or a provider) is registered."""
+        return bool(self.job_list()) or bool(self.providers is not None and len(self.providers))
 
     def job_list(self) -> list[Job]:
         with self.lock:
@@ -117,10 +131,11 @@ class Session:
         """The server answered worker-not-found for `gone_id`: become a new worker.
 
         Several threads may notice the same loss; only the first re-registers (the
-        others see that the worker id already changed). Never runs while stopping.
+        others see that the worker id already changed). Never runs while stopping or
+        draining (a drained worker is ended by the server once it holds nothing).
         """
         with self.register_lock:
-            if self.stop.is_set() or self.worker_id != gone_id:
+            if self.stop.is_set() or self.draining.is_set() or self.worker_id != gone_id:
                 return
             self._reregister_locked(gone_id, where)
         self.announce()
@@ -135,6 +150,8 @@ class Session:
             task.mark_cancelled("this worker was lost by the server; the task was released")
         for index, job in enumerate(jobs):
             self._put_job(job, None if index == 0 else self.worker_id)
+        if self.providers is not None:  # they went with the worker on the server
+            self.providers.reregister_locked()
         logger.warning(
             "worker %s is gone on the server (noticed on %s): re-registered as worker %s "
             "for %d job(s); its held tasks were released by the server",
@@ -145,7 +162,9 @@ class Session:
     def ensure_registered(self) -> None:
         """Retry a re-registration that failed earlier (server unreachable at the time)."""
         with self.register_lock:
-            if self.stop.is_set() or self.worker_id is not None or not self.job_list():
+            if self.stop.is_set() or self.draining.is_set():
+                return
+            if self.worker_id is not None or not self.registered():
                 return
             self._reregister_locked(None, "retry")
         self.announce()
@@ -168,24 +187,29 @@ class Session:
             self.wake.set()
 
     def announce(self) -> None:
-        """Join every job room with the current worker id (after each (re)connect)."""
+        """Join every job and provider room with the current worker id (after each
+        (re)connect)."""
         worker_id = self.worker_id
         for job in self.job_list():
             if self.stop.is_set() or self.worker_id != worker_id:
                 return  # stopping, or a re-registration announced itself already
             self.join(job)
+        if self.providers is not None:
+            self.providers.announce(worker_id)
 
     def leave_rooms(self, worker_id: str, timeout: float) -> int:
-        """Leave every job room (acknowledged); returns how many leaves were confirmed."""
+        """Leave every job and provider room (acknowledged); how many leaves were confirmed."""
         if self.link is None or not self.link.connected:
             return 0
-        confirmed = 0
+        confirmed = self.providers.leave_rooms(worker_id, timeout) if self.providers else 0
         for job in self.job_list():
             data = {"job_name": job.full_name, "worker_id": worker_id}
             try:
                 self.link.call("leave_job_room", data, timeout)
                 confirmed += 1
             except AckError as error:
+                if self.draining.is_set() and error.code in ("not-in-room", "worker-not-found"):
+                    continue  # a drain took it out of its rooms (and may have ended it)
                 logger.warning("leave_job_room %s not confirmed: %s", job.full_name, error)
         return confirmed
 

@@ -14,6 +14,9 @@ from pydantic import AwareDatetime, Field, TypeAdapter
 
 from .model import DEFAULT_CATEGORIES, SYSTEM, Actor, Frozen, RunningTaskPolicy, TaskStatus
 
+DRAIN_DEADLINE_MAX_SECONDS = 366 * 86400.0
+"""The longest drain deadline (a year): `now + deadline` must stay a valid datetime."""
+
 
 class _Command(Frozen):
     now: AwareDatetime
@@ -90,10 +93,25 @@ class SweepWorker(_Command):
 
 
 class RemoveWorker(_Command):
-    """`DELETE /workers/{id}`: the owner leaves, or a superuser deletes."""
+    """`DELETE /workers/{id}`: the owner leaves, or a superuser deletes (with the
+    operator's `reason`, if given, in the end event)."""
 
     type: Literal["RemoveWorker"] = "RemoveWorker"
     worker_id: str
+    reason: str | None = None
+
+
+class DrainWorker(_Command):
+    """The owner or a superuser drains a worker: no new claims, finish, then leave.
+
+    `deadline_seconds` (None: no deadline) bounds the drain; past it a sweep ends the
+    worker and releases what it still holds per its job's policy.
+    """
+
+    type: Literal["DrainWorker"] = "DrainWorker"
+    worker_id: str
+    reason: str
+    deadline_seconds: float | None = Field(default=None, ge=0, le=DRAIN_DEADLINE_MAX_SECONDS)
 
 
 class SubmitTask(_Command):
@@ -130,6 +148,61 @@ class ExpireClaim(_Command):
     claim_timeout_seconds: float = Field(gt=0)
 
 
+class RegisterProvider(_Command):
+    """Register a provider, or update the one of the same (room, category, name).
+
+    `provider_id` is the id a new provider gets (an existing one keeps its own). With
+    `create_worker` the worker `worker_id` is created for it when it does not exist.
+    `allowed_categories` None allows any category.
+    """
+
+    type: Literal["RegisterProvider"] = "RegisterProvider"
+    provider_id: str
+    room_id: str
+    category: str
+    name: str
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    content_type: str = "application/json"
+    worker_id: str
+    create_worker: bool = False
+    allowed_categories: tuple[str, ...] | None = None
+
+    model_config = _Command.model_config | {"populate_by_name": True}
+
+
+class RemoveProvider(_Command):
+    """`DELETE /providers/{id}`: the owner or a superuser removes a provider."""
+
+    type: Literal["RemoveProvider"] = "RemoveProvider"
+    provider_name: str
+    provider_id: str
+
+
+class JoinProviderRoom(_Command):
+    """A Socket.IO connection speaks for `worker_id` and joins its provider's room."""
+
+    type: Literal["JoinProviderRoom"] = "JoinProviderRoom"
+    worker_id: str
+    sid: str
+    provider_name: str
+
+
+class LeaveProviderRoom(_Command):
+    type: Literal["LeaveProviderRoom"] = "LeaveProviderRoom"
+    worker_id: str
+    sid: str
+    provider_name: str
+
+
+class RequeueTask(_Command):
+    """An operator (the holder's owner or a superuser) puts a CLAIMED or RUNNING task
+    back to PENDING; the old attempt is fenced off."""
+
+    type: Literal["RequeueTask"] = "RequeueTask"
+    task_id: str
+    reason: str
+
+
 class UpdateTask(_Command):
     """The `PATCH /tasks/{id}` status report: running, completed, failed or cancelled.
 
@@ -154,10 +227,16 @@ Command = Annotated[
     | DisconnectWorker
     | SweepWorker
     | RemoveWorker
+    | DrainWorker
     | SubmitTask
     | ClaimTask
     | ExpireClaim
-    | UpdateTask,
+    | UpdateTask
+    | RequeueTask
+    | RegisterProvider
+    | RemoveProvider
+    | JoinProviderRoom
+    | LeaveProviderRoom,
     Field(discriminator="type"),
 ]
 

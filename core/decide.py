@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import commands as c
+from . import decide_providers as providers
 from . import decide_tasks as tasks
 from . import decide_workers as workers
 from .emissions import Emission, emissions_for
@@ -23,10 +24,16 @@ _DECIDERS: dict[type[Any], Callable[[LedgerState, Any], list[Event]]] = {
     c.DisconnectWorker: workers.disconnect_worker,
     c.SweepWorker: workers.sweep_worker,
     c.RemoveWorker: workers.remove_worker,
+    c.DrainWorker: workers.drain_worker,
     c.SubmitTask: tasks.submit_task,
     c.ClaimTask: tasks.claim_task,
     c.ExpireClaim: tasks.expire_claim,
     c.UpdateTask: tasks.update_task,
+    c.RequeueTask: tasks.requeue_task,
+    c.RegisterProvider: providers.register_provider,
+    c.RemoveProvider: providers.remove_provider,
+    c.JoinProviderRoom: providers.join_provider_room,
+    c.LeaveProviderRoom: providers.leave_provider_room,
 }
 
 

@@ -23,6 +23,18 @@ Rules:
 7. Claim lease: a CLAIMED task not started within the claim timeout goes back to
    PENDING (TaskRequeued, reason `claim-timeout`); the next claim raises the attempt,
    so a late report on the expired claim is stale.
+8. A task of an `@internal` job is claimed by the server when it is submitted
+   (TaskDispatched, attempt 1, no worker): no worker is woken, and the host's internal
+   executor reports its status as a superuser. (The host refuses the submit first
+   when it has no executor for the job.)
+9. A draining worker claims nothing (WorkerDrainingError; the claim route answers "no
+   task"); a resend of a claim it made before the drain still names that claim.
+10. An operator requeue (the holder's owner or a superuser) takes a CLAIMED or RUNNING
+    task back to PENDING (TaskRequeued with `by` and the reason, not counted as a
+    worker loss); the next claim raises the attempt, so the old holder's late report
+    is stale. A task run by the internal executor has no holder and cannot be requeued.
+11. A report, cancel, requeue or lease expiry that releases a draining worker's last
+    task ends that worker in the same decision (decide_workers rule 9).
 """
 
 from __future__ import annotations
@@ -32,30 +44,39 @@ from datetime import datetime, timedelta
 from . import commands as c
 from . import errors as e
 from . import events as ev
-from .decide_workers import IncompleteStateError, live_worker, require_owner
-from .model import TASK_TRANSITIONS, TaskStatus, WorkerStatus, is_valid_room_id
+from .decide_workers import IncompleteStateError, drained_end, live_worker, require_owner
+from .model import (
+    INTERNAL_ROOM,
+    TASK_TRANSITIONS,
+    TaskStatus,
+    WorkerStatus,
+    invalid_room_detail,
+    is_valid_room_id,
+)
 from .state import LedgerState, TaskState
 
 
 def submit_task(state: LedgerState, cmd: c.SubmitTask) -> list[ev.Event]:
     if not is_valid_room_id(cmd.room_id):
-        raise e.InvalidRoomIdError(f"invalid room id {cmd.room_id!r}")
+        raise e.InvalidRoomIdError(invalid_room_detail(cmd.room_id))
     existing = state.tasks.get(cmd.task_id)
     if existing is not None:
         return _resubmit(existing, cmd)
-    if cmd.job_name not in state.jobs:
+    job = state.jobs.get(cmd.job_name)
+    if job is None:
         raise e.JobNotFoundError(f"job {cmd.job_name} not found")
-    return [
-        ev.TaskSubmitted(
-            task_id=cmd.task_id,
-            job_name=cmd.job_name,
-            room_id=cmd.room_id,
-            payload=cmd.payload,
-            by=cmd.actor.user,
-            request_hash=cmd.request_hash,
-            at=cmd.now,
-        )
-    ]
+    submitted = ev.TaskSubmitted(
+        task_id=cmd.task_id,
+        job_name=cmd.job_name,
+        room_id=cmd.room_id,
+        payload=cmd.payload,
+        by=cmd.actor.user,
+        request_hash=cmd.request_hash,
+        at=cmd.now,
+    )
+    if job.room_id == INTERNAL_ROOM:  # rule 8: the server claims it for its executor
+        return [submitted, ev.TaskDispatched(task_id=cmd.task_id, attempt=1, at=cmd.now)]
+    return [submitted]
 
 
 def _resubmit(task: TaskState, cmd: c.SubmitTask) -> list[ev.Event]:
@@ -75,6 +96,8 @@ def claim_task(state: LedgerState, cmd: c.ClaimTask) -> list[ev.Event]:
         return []  # a resend of a claim that was made: it stands, nothing new is claimed
     if worker.status is not WorkerStatus.ONLINE:
         raise e.WorkerNotOnlineError(f"worker {worker.id} is disconnected")
+    if worker.draining:
+        raise e.WorkerDrainingError(f"worker {worker.id} is draining: it claims nothing")
     task = _task(state, cmd.task_id)
     if task.status is not TaskStatus.PENDING:
         raise e.TaskNotPendingError(f"task {task.id} is {task.status.value}")
@@ -114,7 +137,35 @@ def expire_claim(state: LedgerState, cmd: c.ExpireClaim) -> list[ev.Event]:
                 worker_id=worker.id, task_id=task.id, status=TaskStatus.PENDING, at=cmd.now
             )
         )
+        out += drained_end(state, worker, frozenset({task.id}), cmd.now)
     return out
+
+
+def requeue_task(state: LedgerState, cmd: c.RequeueTask) -> list[ev.Event]:
+    task = _task(state, cmd.task_id)
+    if not task.status.is_held or task.worker_id is None:
+        where = "run by the internal executor" if task.status.is_held else task.status.value
+        raise e.InvalidTransitionError(
+            f"task {task.id} is {where}: only a claimed or running task can be requeued"
+        )
+    worker = state.workers.get(task.worker_id)
+    if worker is None:
+        raise IncompleteStateError(f"worker {task.worker_id} of task {task.id} was not loaded")
+    if not cmd.actor.superuser:
+        require_owner(cmd.actor, worker)
+    requeued = ev.TaskRequeued(
+        task_id=task.id,
+        worker_id=worker.id,
+        attempt=task.attempt,
+        reason=f"requeued by {cmd.actor.user}: {cmd.reason}",
+        was_running=task.status is TaskStatus.RUNNING,
+        by=cmd.actor.user,
+        at=cmd.now,
+    )
+    released = ev.WorkerTaskReleased(
+        worker_id=worker.id, task_id=task.id, status=TaskStatus.PENDING, at=cmd.now
+    )
+    return [requeued, released, *drained_end(state, worker, frozenset({task.id}), cmd.now)]
 
 
 def claim_expired(task: TaskState, now: datetime, timeout_seconds: float) -> datetime | None:
@@ -194,9 +245,9 @@ def _is_stale(task: TaskState, cmd: c.UpdateTask) -> bool:
 def _status_event(task: TaskState, cmd: c.UpdateTask) -> ev.Event:
     tid, attempt, at, by = task.id, task.attempt, cmd.now, cmd.actor.user
     if cmd.status is TaskStatus.RUNNING:
-        return ev.TaskStarted(task_id=tid, worker_id=_held_by(task), attempt=attempt, at=at)
+        return ev.TaskStarted(task_id=tid, worker_id=task.worker_id, attempt=attempt, at=at)
     if cmd.status is TaskStatus.COMPLETED:
-        return ev.TaskCompleted(task_id=tid, worker_id=_held_by(task), attempt=attempt, at=at)
+        return ev.TaskCompleted(task_id=tid, worker_id=task.worker_id, attempt=attempt, at=at)
     if cmd.status is TaskStatus.FAILED:
         return ev.TaskFailed(
             task_id=tid, worker_id=task.worker_id, attempt=attempt, error=cmd.error, by=by, at=at
@@ -206,16 +257,11 @@ def _status_event(task: TaskState, cmd: c.UpdateTask) -> ev.Event:
     )
 
 
-def _held_by(task: TaskState) -> str:
-    if task.worker_id is None:  # unreachable: running/completed need a claim first
-        raise IncompleteStateError(f"task {task.id} has no holder")
-    return task.worker_id
-
-
 def _release_from_worker(state: LedgerState, task: TaskState, cmd: c.UpdateTask) -> list[ev.Event]:
     if not cmd.status.is_terminal or not task.status.is_held or task.worker_id is None:
         return []
     worker = live_worker(state, task.worker_id)
     return [
-        ev.WorkerTaskReleased(worker_id=worker.id, task_id=task.id, status=cmd.status, at=cmd.now)
+        ev.WorkerTaskReleased(worker_id=worker.id, task_id=task.id, status=cmd.status, at=cmd.now),
+        *drained_end(state, worker, frozenset({task.id}), cmd.now),
     ]

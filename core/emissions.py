@@ -6,6 +6,10 @@ folding a stored log never re-sends anything.
 
 `task_status_event` carries `queue_position: None`; the host's delivery step fills in
 the rank of pending tasks from its read model (a view concern, not a decision).
+
+A drain tells the worker's connection `worker_drain` (again to each new connection that
+attaches while it drains) after taking it out of its job rooms; an operator requeue
+tells the old holder's connection `task_cancelled`, so an SDK stops that attempt.
 """
 
 from __future__ import annotations
@@ -18,8 +22,16 @@ from pydantic import Field, TypeAdapter
 
 from . import events as ev
 from .evolve import evolve
-from .model import Frozen, TaskStatus, room_of_job, room_of_watchers, split_job_name
-from .state import LedgerState, TaskState
+from .model import (
+    INTERNAL_ROOM,
+    Frozen,
+    TaskStatus,
+    room_of_job,
+    room_of_provider,
+    room_of_watchers,
+    split_job_name,
+)
+from .state import LedgerState, TaskState, WorkerState
 
 
 class EnterRoom(Frozen):
@@ -113,16 +125,70 @@ def _leave_all(state: LedgerState, worker_id: str) -> list[Emission]:
     worker = state.workers.get(worker_id)
     if worker is None or worker.sid is None:
         return []
-    return [LeaveRoom(sid=worker.sid, room=room_of_job(job)) for job in sorted(worker.rooms)]
+    rooms = [room_of_job(job) for job in sorted(worker.rooms)]
+    rooms += [room_of_provider(name) for name in sorted(worker.provider_rooms)]
+    return [LeaveRoom(sid=worker.sid, room=room) for room in rooms]
+
+
+def _providers_invalidate(provider_name: str) -> Emit:
+    parts = split_job_name(provider_name)
+    room_id = parts[0] if parts else provider_name
+    return Emit(event="providers_invalidate", data={}, to=room_of_watchers(room_id))
+
+
+def _leave_provider_room(before: LedgerState, worker_id: str, provider_name: str) -> list[Emission]:
+    worker = before.workers.get(worker_id)
+    if worker is None or worker.sid is None or provider_name not in worker.provider_rooms:
+        return []
+    return [LeaveRoom(sid=worker.sid, room=room_of_provider(provider_name))]
+
+
+def drain_payload(worker: WorkerState) -> dict[str, Any]:
+    """The wire payload of `worker_drain`."""
+    return {
+        "worker_id": worker.id,
+        "reason": worker.drain_reason,
+        "deadline": _iso(worker.drain_deadline),
+        "by": worker.drained_by,
+    }
+
+
+def _drain_notice(before: LedgerState, after: LedgerState, worker_id: str) -> list[Emission]:
+    """Take a draining worker's connection out of its job rooms and tell it to drain."""
+    worker, old = after.workers.get(worker_id), before.workers.get(worker_id)
+    if worker is None or old is None or old.sid is None:
+        return []
+    leave = [LeaveRoom(sid=old.sid, room=room_of_job(job)) for job in sorted(old.rooms)]
+    return [*leave, Emit(event="worker_drain", data=drain_payload(worker), to=old.sid)]
+
+
+def _drain_reminder(after: LedgerState, worker_id: str, sid: str) -> list[Emission]:
+    """`worker_drain` to a new connection of a worker that is draining."""
+    worker = after.workers.get(worker_id)
+    if worker is None or not worker.draining or worker.is_ended:
+        return []
+    return [Emit(event="worker_drain", data=drain_payload(worker), to=sid)]
 
 
 def _for_event(before: LedgerState, after: LedgerState, event: ev.Event) -> list[Emission]:
     match event:
+        case ev.WorkerDrainRequested(worker_id=worker_id):
+            return _drain_notice(before, after, worker_id)
+        case ev.ConnectionAttached(worker_id=worker_id, sid=sid):
+            return [*_leave_all(before, worker_id), *_drain_reminder(after, worker_id, sid)]
         case ev.RoomJoined(sid=sid, job_name=job):
             return [EnterRoom(sid=sid, room=room_of_job(job))]
         case ev.RoomLeft(sid=sid, job_name=job):
             return [LeaveRoom(sid=sid, room=room_of_job(job))]
-        case ev.ConnectionAttached() | ev.WorkerDisconnected() | ev.WorkerLeft():
+        case ev.ProviderRoomJoined(sid=sid, provider_name=name):
+            return [EnterRoom(sid=sid, room=room_of_provider(name))]
+        case ev.ProviderRoomLeft(sid=sid, provider_name=name):
+            return [LeaveRoom(sid=sid, room=room_of_provider(name))]
+        case ev.WorkerProviderUnlinked(worker_id=worker_id, provider_name=name):
+            return _leave_provider_room(before, worker_id, name)
+        case ev.ProviderRegistered() | ev.ProviderRemoved():
+            return [_providers_invalidate(event.provider_name)]
+        case ev.WorkerDisconnected() | ev.WorkerLeft():
             return _leave_all(before, event.worker_id)
         case ev.WorkerLost() | ev.WorkerDeleted():
             worker = before.workers.get(event.worker_id)
@@ -134,8 +200,17 @@ def _for_event(before: LedgerState, after: LedgerState, event: ev.Event) -> list
             return _task_events(after, event.task_id) + _cancel_notice(before, event)
         case ev.TaskSubmitted() | ev.TaskRequeued():
             task = after.tasks.get(event.task_id)
-            return _task_events(after, event.task_id) + ([_task_available(task)] if task else [])
-        case ev.TaskClaimed() | ev.TaskStarted() | ev.TaskCompleted() | ev.TaskFailed():
+            if task is None or task.job_name.startswith(INTERNAL_ROOM + ":"):
+                return []  # an internal task is announced once, by its TaskDispatched
+            notice = _requeue_notice(before, event) if isinstance(event, ev.TaskRequeued) else []
+            return [*_task_events(after, event.task_id), _task_available(task), *notice]
+        case (
+            ev.TaskClaimed()
+            | ev.TaskDispatched()
+            | ev.TaskStarted()
+            | ev.TaskCompleted()
+            | ev.TaskFailed()
+        ):
             return _task_events(after, event.task_id)
     return []
 
@@ -146,6 +221,15 @@ def _task_events(state: LedgerState, task_id: str) -> list[Emission]:
         return []
     data = task_status_payload(task)
     return [Emit(event="task_status_event", data=data, to=room_of_watchers(task.room_id))]
+
+
+def _requeue_notice(before: LedgerState, event: ev.TaskRequeued) -> list[Emission]:
+    """Tell the old holder's connection that an operator took its attempt away."""
+    worker = before.workers.get(event.worker_id)
+    if event.by is None or worker is None or worker.sid is None:
+        return []
+    data = {"task_id": event.task_id, "attempt": event.attempt, "error": event.reason}
+    return [Emit(event="task_cancelled", data=data, to=worker.sid)]
 
 
 def _cancel_notice(before: LedgerState, event: ev.TaskCancelled) -> list[Emission]:

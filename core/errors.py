@@ -76,6 +76,12 @@ class WorkerNotOnlineError(DomainError):
     code = "worker-not-online"
 
 
+class WorkerDrainingError(DomainError):
+    """The worker is being drained and claims nothing (a claim route answers no task)."""
+
+    code = "worker-draining"
+
+
 class JobNotLinkedError(DomainError):
     """The worker is not registered for the job it tried to use."""
 
@@ -100,3 +106,21 @@ class IdempotencyKeyReusedError(DomainError):
     """An Idempotency-Key was sent again with a different request (422)."""
 
     code = "idempotency-key-reused"
+
+
+class ProviderNotFoundError(DomainError):
+    """The provider is unknown, removed, not visible from the room, or the id is another's."""
+
+    code = "provider-not-found"
+
+
+class InternalJobNotConfiguredError(DomainError):
+    """A task for an `@internal` job, and the host has no internal executor for it."""
+
+    code = "internal-job-not-configured"
+
+
+class RoomLockedError(DomainError):
+    """The host's writable-room policy refused a write to a locked room."""
+
+    code = "room-locked"

@@ -1,9 +1,9 @@
 """Domain events: what happened, past tense, one subject stream each.
 
 Every event belongs to exactly one stream (`subject`, a `Stream`; its stored name
-`stream` is `worker:<id>`, `job:<full name>` or `task:<id>`), which is the aggregate
-the store appends it to. A decision that touches several entities returns one event
-per stream, saved in one transaction.
+`stream` is `worker:<id>`, `job:<full name>`, `task:<id>` or `provider:<full name>`),
+which is the aggregate the store appends it to. A decision that touches several
+entities returns one event per stream, saved in one transaction.
 
 The `type` field is the stable event name used in storage and JSON; never rename it.
 Evolving an event's schema means a new optional field, or an upcaster in the store.
@@ -58,6 +58,15 @@ class _JobEvent(_Event):
     @property
     def stream_key(self) -> str:
         return self.job_name
+
+
+class _ProviderEvent(_Event):
+    stream_kind: ClassVar[StreamKind] = StreamKind.PROVIDER
+    provider_name: str  # the provider's full name, `room:category:name`
+
+    @property
+    def stream_key(self) -> str:
+        return self.provider_name
 
 
 class _TaskEvent(_Event):
@@ -122,18 +131,33 @@ class WorkerResumed(_WorkerEvent):
     sid: str
 
 
+class WorkerDrainRequested(_WorkerEvent):
+    """An operator (`by`: the owner or a superuser) drained the worker: it claims nothing
+    from now on, finishes what it holds, then ends (`WorkerLeft`); past `deadline` a
+    sweep ends it (`WorkerLost`) and releases what it still holds per the job's policy."""
+
+    type: Literal["WorkerDrainRequested"] = "WorkerDrainRequested"
+    by: str
+    reason: str
+    deadline: AwareDatetime | None = None
+
+
 class WorkerLost(_WorkerEvent):
-    """Involuntary end: grace expired, heartbeat timed out, or dropped with no grace."""
+    """Involuntary end: grace expired, heartbeat timed out, dropped with no grace, or a
+    drain deadline passed."""
 
     type: Literal["WorkerLost"] = "WorkerLost"
     reason: str
 
 
 class WorkerLeft(_WorkerEvent):
-    """Voluntary end, by the owner (client `disconnect()` / `DELETE /workers/{id}`)."""
+    """Voluntary end, by the owner (client `disconnect()` / `DELETE /workers/{id}`), or
+    the end of a drain once the worker held nothing (`by` the drainer, `reason`
+    "drained: ...")."""
 
     type: Literal["WorkerLeft"] = "WorkerLeft"
     by: str
+    reason: str | None = None  # why, when an operator said so
 
 
 class WorkerDeleted(_WorkerEvent):
@@ -141,6 +165,7 @@ class WorkerDeleted(_WorkerEvent):
 
     type: Literal["WorkerDeleted"] = "WorkerDeleted"
     by: str
+    reason: str | None = None  # why, when the operator said so
 
 
 class WorkerTaskAssigned(_WorkerEvent):
@@ -157,6 +182,34 @@ class WorkerTaskReleased(_WorkerEvent):
     type: Literal["WorkerTaskReleased"] = "WorkerTaskReleased"
     task_id: str
     status: TaskStatus
+
+
+class WorkerProviderLinked(_WorkerEvent):
+    """The worker serves this provider (registered, or moved to it from another worker)."""
+
+    type: Literal["WorkerProviderLinked"] = "WorkerProviderLinked"
+    provider_name: str
+
+
+class WorkerProviderUnlinked(_WorkerEvent):
+    """The provider was deleted or moved to another worker (a worker's end removes its
+    providers itself)."""
+
+    type: Literal["WorkerProviderUnlinked"] = "WorkerProviderUnlinked"
+    provider_name: str
+    reason: str
+
+
+class ProviderRoomJoined(_WorkerEvent):
+    type: Literal["ProviderRoomJoined"] = "ProviderRoomJoined"
+    sid: str
+    provider_name: str
+
+
+class ProviderRoomLeft(_WorkerEvent):
+    type: Literal["ProviderRoomLeft"] = "ProviderRoomLeft"
+    sid: str
+    provider_name: str
 
 
 # --- job stream -----------------------------------------------------------------
@@ -188,6 +241,37 @@ class JobWorkerUnlinked(_JobEvent):
     reason: str
 
 
+# --- provider stream ------------------------------------------------------------
+
+
+class ProviderRegistered(_ProviderEvent):
+    """A provider was registered, or re-registered with a new schema, content type,
+    worker or owner (the id stays while it lives)."""
+
+    type: Literal["ProviderRegistered"] = "ProviderRegistered"
+    provider_id: str
+    room_id: str
+    category: str
+    name: str
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    content_type: str = "application/json"
+    worker_id: str
+    user: str
+    by: str
+
+    model_config = _ProviderEvent.model_config | {"populate_by_name": True}
+
+
+class ProviderRemoved(_ProviderEvent):
+    """Deleted by its owner or a superuser, or removed by its worker's end."""
+
+    type: Literal["ProviderRemoved"] = "ProviderRemoved"
+    provider_id: str
+    worker_id: str
+    reason: str
+    by: str
+
+
 # --- task stream ----------------------------------------------------------------
 
 
@@ -206,15 +290,24 @@ class TaskClaimed(_TaskEvent):
     attempt: int
 
 
+class TaskDispatched(_TaskEvent):
+    """A task of an `@internal` job was claimed by the server for its internal executor
+    (no worker holds it; the executor reports its status as the system)."""
+
+    type: Literal["TaskDispatched"] = "TaskDispatched"
+    attempt: int
+    executor: str = "internal"
+
+
 class TaskStarted(_TaskEvent):
     type: Literal["TaskStarted"] = "TaskStarted"
-    worker_id: str
+    worker_id: str | None  # None: run by the internal executor
     attempt: int
 
 
 class TaskCompleted(_TaskEvent):
     type: Literal["TaskCompleted"] = "TaskCompleted"
-    worker_id: str
+    worker_id: str | None  # None: run by the internal executor
     attempt: int
 
 
@@ -235,14 +328,16 @@ class TaskCancelled(_TaskEvent):
 
 
 class TaskRequeued(_TaskEvent):
-    """A held task went back to pending: its worker ended, or (reason `claim-timeout`)
-    the worker did not start it within the claim lease."""
+    """A held task went back to pending: its worker ended, (reason `claim-timeout`) the
+    worker did not start it within the claim lease, or an operator requeued it (`by`;
+    such a requeue is not a worker loss and costs nothing of `max_worker_losses`)."""
 
     type: Literal["TaskRequeued"] = "TaskRequeued"
     worker_id: str
     attempt: int
     reason: str
     was_running: bool
+    by: str | None = None  # the operator of a RequeueTask; None: the system
 
 
 class TaskReportRejected(_TaskEvent):
@@ -265,16 +360,24 @@ Event = Annotated[
     | RoomLeft
     | WorkerDisconnected
     | WorkerResumed
+    | WorkerDrainRequested
     | WorkerLost
     | WorkerLeft
     | WorkerDeleted
     | WorkerTaskAssigned
     | WorkerTaskReleased
+    | WorkerProviderLinked
+    | WorkerProviderUnlinked
+    | ProviderRoomJoined
+    | ProviderRoomLeft
     | JobRegistered
     | JobWorkerLinked
     | JobWorkerUnlinked
+    | ProviderRegistered
+    | ProviderRemoved
     | TaskSubmitted
     | TaskClaimed
+    | TaskDispatched
     | TaskStarted
     | TaskCompleted
     | TaskFailed
@@ -295,6 +398,8 @@ EVENT_TYPES: dict[str, type[_Event]] = {
         WorkerDeleted, WorkerTaskAssigned, WorkerTaskReleased, JobRegistered,
         JobWorkerLinked, JobWorkerUnlinked, TaskSubmitted, TaskClaimed, TaskStarted,
         TaskCompleted, TaskFailed, TaskCancelled, TaskRequeued, TaskReportRejected,
+        WorkerProviderLinked, WorkerProviderUnlinked, ProviderRoomJoined, ProviderRoomLeft,
+        ProviderRegistered, ProviderRemoved, TaskDispatched, WorkerDrainRequested,
     )
 }  # fmt: skip
 

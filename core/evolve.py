@@ -15,27 +15,43 @@ from .events import (
     JobRegistered,
     JobWorkerLinked,
     JobWorkerUnlinked,
+    ProviderRegistered,
+    ProviderRemoved,
+    ProviderRoomJoined,
+    ProviderRoomLeft,
     RoomJoined,
     RoomLeft,
     TaskCancelled,
     TaskClaimed,
     TaskCompleted,
+    TaskDispatched,
     TaskFailed,
     TaskRequeued,
     TaskStarted,
     TaskSubmitted,
     WorkerDeleted,
     WorkerDisconnected,
+    WorkerDrainRequested,
     WorkerJobLinked,
     WorkerLeft,
     WorkerLost,
+    WorkerProviderLinked,
+    WorkerProviderUnlinked,
     WorkerRegistered,
     WorkerResumed,
     WorkerTaskAssigned,
     WorkerTaskReleased,
 )
 from .model import TaskStatus, WorkerStatus
-from .state import CLAIM_KEYS_KEPT, JobState, LedgerState, TaskState, WorkerState, later
+from .state import (
+    CLAIM_KEYS_KEPT,
+    JobState,
+    LedgerState,
+    ProviderState,
+    TaskState,
+    WorkerState,
+    later,
+)
 from .streams import StreamKind
 
 
@@ -74,6 +90,8 @@ def evolve(state: LedgerState, event: Event) -> LedgerState:
                 request_hash=event.request_hash,
             )
         )
+    if isinstance(event, ProviderRegistered | ProviderRemoved):
+        return _evolve_provider(state, event)
     if event.stream_kind is StreamKind.WORKER:
         worker = state.workers.get(event.stream_key)
         return state if worker is None else state.with_worker(_evolve_worker(worker, event))
@@ -108,18 +126,49 @@ def _evolve_job_link(state: LedgerState, event: JobWorkerLinked | JobWorkerUnlin
     return state.with_job(job.model_copy(update={"workers": workers}))
 
 
+def _evolve_provider(
+    state: LedgerState, event: ProviderRegistered | ProviderRemoved
+) -> LedgerState:
+    existing = state.providers.get(event.provider_name)
+    if isinstance(event, ProviderRemoved):
+        if existing is None:
+            return state
+        removed = {"removed_at": event.at, "removal_reason": event.reason}
+        return state.with_provider(existing.model_copy(update=removed))
+    kept = existing is not None and existing.is_live and existing.id == event.provider_id
+    provider = ProviderState(
+        id=event.provider_id,
+        full_name=event.provider_name,
+        room_id=event.room_id,
+        category=event.category,
+        name=event.name,
+        schema=event.schema_,
+        content_type=event.content_type,
+        user=event.user,
+        worker_id=event.worker_id,
+        created_at=existing.created_at if kept and existing is not None else event.at,
+    )
+    return state.with_provider(provider)
+
+
 def _ended(worker: WorkerState, status: WorkerStatus, event: Event, reason: str) -> WorkerState:
     return worker.model_copy(
         update={
             "status": status,
             "sid": None,
             "rooms": frozenset(),
+            "provider_rooms": frozenset(),
             "tasks": frozenset(),
+            "providers": frozenset(),
             "grace_deadline": None,
             "ended_at": event.at,
             "end_reason": reason,
         }
     )
+
+
+def _why(what: str, reason: str | None) -> str:
+    return f"{what}: {reason}" if reason else what
 
 
 def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
@@ -129,17 +178,33 @@ def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
         case HeartbeatRecorded(at=at):
             return worker.model_copy(update={"last_heartbeat": later(worker.last_heartbeat, at)})
         case ConnectionAttached(sid=sid):
-            return worker.model_copy(update={"sid": sid, "rooms": frozenset()})
+            return worker.model_copy(
+                update={"sid": sid, "rooms": frozenset(), "provider_rooms": frozenset()}
+            )
         case RoomJoined(job_name=job_name):
             return worker.model_copy(update={"rooms": worker.rooms | {job_name}})
         case RoomLeft(job_name=job_name):
             return worker.model_copy(update={"rooms": worker.rooms - {job_name}})
+        case ProviderRoomJoined(provider_name=name):
+            return worker.model_copy(update={"provider_rooms": worker.provider_rooms | {name}})
+        case ProviderRoomLeft(provider_name=name):
+            return worker.model_copy(update={"provider_rooms": worker.provider_rooms - {name}})
+        case WorkerProviderLinked(provider_name=name):
+            return worker.model_copy(update={"providers": worker.providers | {name}})
+        case WorkerProviderUnlinked(provider_name=name):
+            return worker.model_copy(
+                update={
+                    "providers": worker.providers - {name},
+                    "provider_rooms": worker.provider_rooms - {name},
+                }
+            )
         case WorkerDisconnected(reason=reason, grace_deadline=deadline, at=at):
             return worker.model_copy(
                 update={
                     "status": WorkerStatus.DISCONNECTED,
                     "sid": None,
                     "rooms": frozenset(),
+                    "provider_rooms": frozenset(),
                     "disconnected_at": at,
                     "disconnect_reason": reason,
                     "grace_deadline": deadline,
@@ -147,12 +212,22 @@ def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
             )
         case WorkerResumed():
             return worker.model_copy(update={"status": WorkerStatus.ONLINE, "grace_deadline": None})
+        case WorkerDrainRequested(by=by, reason=reason, deadline=deadline, at=at):
+            return worker.model_copy(
+                update={
+                    "draining_since": at,
+                    "drain_deadline": deadline,
+                    "drain_reason": reason,
+                    "drained_by": by,
+                    "rooms": frozenset(),  # its connection left every job room
+                }
+            )
         case WorkerLost(reason=reason):
             return _ended(worker, WorkerStatus.LOST, event, reason)
-        case WorkerLeft(by=by):
-            return _ended(worker, WorkerStatus.LEFT, event, f"left (by {by})")
-        case WorkerDeleted(by=by):
-            return _ended(worker, WorkerStatus.DELETED, event, f"deleted (by {by})")
+        case WorkerLeft(by=by, reason=reason):
+            return _ended(worker, WorkerStatus.LEFT, event, _why(f"left (by {by})", reason))
+        case WorkerDeleted(by=by, reason=reason):
+            return _ended(worker, WorkerStatus.DELETED, event, _why(f"deleted (by {by})", reason))
         case WorkerTaskAssigned(task_id=task_id, request_key=key):
             keys = worker.claim_keys
             if key is not None:
@@ -175,6 +250,10 @@ def _evolve_task(task: TaskState, event: Event) -> TaskState:
                     "claimed_at": at,
                 }
             )
+        case TaskDispatched(attempt=attempt, at=at):
+            return task.model_copy(
+                update={"status": TaskStatus.CLAIMED, "attempt": attempt, "claimed_at": at}
+            )
         case TaskStarted(at=at):
             return task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": at})
         case TaskCompleted(at=at):
@@ -187,14 +266,15 @@ def _evolve_task(task: TaskState, event: Event) -> TaskState:
             return task.model_copy(
                 update={"status": TaskStatus.CANCELLED, "completed_at": at, "error": error}
             )
-        case TaskRequeued(was_running=was_running):
+        case TaskRequeued(was_running=was_running, by=by):
+            lost = was_running and by is None  # an operator's requeue is no worker loss
             return task.model_copy(
                 update={
                     "status": TaskStatus.PENDING,
                     "worker_id": None,
                     "claimed_at": None,
                     "started_at": None,
-                    "losses": task.losses + (1 if was_running else 0),
+                    "losses": task.losses + (1 if lost else 0),
                     "requeues": task.requeues + 1,
                 }
             )

@@ -79,6 +79,27 @@ INTERNAL_ROOM = "@internal"
 DEFAULT_CATEGORIES = ("modifiers", "selections", "analysis")
 
 
+def invalid_room_detail(room_id: str) -> str:
+    """The refusal of an invalid room id, in zndraw-joblib 0.1.7's words."""
+    if not room_id:
+        return "Room ID must not be empty"
+    return f"Room ID '{room_id}' contains invalid characters (@ or :)"
+
+
+def invalid_job_name_detail(job_name: str) -> str:
+    """The refusal of a malformed `room:category:name`, in zndraw-joblib 0.1.7's words."""
+    return f"Invalid job name format: {job_name!r} (expected room:category:name)"
+
+
+def room_of_provider(full_name: str) -> str:
+    """The Socket.IO room a provider's worker joins to receive `provider_request`."""
+    return f"providers:{full_name}"
+
+
+WORKER_ENDED_ERROR = "Worker disconnected"
+"""How a task failed by its worker's end begins its error (0.1.7 clients look for it)."""
+
+
 def is_valid_room_id(room_id: str) -> bool:
     """Rooms are `@global`, `@internal`, or a non-empty id without `@` and `:`."""
     if room_id in (GLOBAL_ROOM, INTERNAL_ROOM):

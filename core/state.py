@@ -26,8 +26,10 @@ class WorkerState(Frozen):
     last_heartbeat: AwareDatetime
     sid: str | None = None  # current Socket.IO connection, if any
     rooms: frozenset[str] = frozenset()  # job full names whose room the sid joined
+    provider_rooms: frozenset[str] = frozenset()  # provider full names whose room it joined
     jobs: frozenset[str] = frozenset()  # job full names the worker is registered for
     tasks: frozenset[str] = frozenset()  # ids of tasks it holds (claimed or running)
+    providers: frozenset[str] = frozenset()  # full names of the providers it serves
     disconnected_at: AwareDatetime | None = None
     disconnect_reason: str | None = None
     grace_deadline: AwareDatetime | None = None
@@ -35,10 +37,21 @@ class WorkerState(Frozen):
     end_reason: str | None = None
     request_hash: str | None = None  # of the keyed registration that created it
     claim_keys: tuple[tuple[str, str], ...] = ()  # (Idempotency-Key, task id), newest last
+    # A drain is a sub-state of ONLINE / DISCONNECTED: no claims, no job rooms, ends
+    # (left) once the worker holds nothing, or (lost) at the deadline.
+    draining_since: AwareDatetime | None = None
+    drain_deadline: AwareDatetime | None = None
+    drain_reason: str | None = None
+    drained_by: str | None = None
 
     @property
     def is_ended(self) -> bool:
         return self.status.is_ended
+
+    @property
+    def draining(self) -> bool:
+        """True from the drain until the worker ends (and after: it was drained)."""
+        return self.draining_since is not None
 
     def claimed_under(self, key: str) -> str | None:
         """The task this worker claimed with Idempotency-Key `key` (its last
@@ -83,10 +96,48 @@ class TaskState(Frozen):
     request_hash: str | None = None  # of the keyed submit that created it
 
 
+class ProviderState(Frozen):
+    """A provider a worker serves: reads of `full_name` are dispatched to that worker.
+
+    Owned by the worker: the worker's end removes it. A removed provider keeps its
+    state (`removed_at`) so an old id is still recognised as gone; registering the
+    same full name again starts it anew with a new id.
+    """
+
+    id: str
+    full_name: str
+    room_id: str
+    category: str
+    name: str
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    content_type: str = "application/json"
+    user: str
+    worker_id: str
+    created_at: AwareDatetime
+    removed_at: AwareDatetime | None = None
+    removal_reason: str | None = None
+
+    model_config = Frozen.model_config | {"populate_by_name": True}
+
+    @property
+    def is_live(self) -> bool:
+        return self.removed_at is None
+
+
 class LedgerState(Frozen):
     workers: dict[str, WorkerState] = Field(default_factory=dict)
     jobs: dict[str, JobState] = Field(default_factory=dict)
     tasks: dict[str, TaskState] = Field(default_factory=dict)
+    providers: dict[str, ProviderState] = Field(default_factory=dict)
+
+    def live_provider(self, full_name: str) -> ProviderState | None:
+        provider = self.providers.get(full_name)
+        return provider if provider is not None and provider.is_live else None
+
+    def with_provider(self, provider: ProviderState) -> LedgerState:
+        return self.model_copy(
+            update={"providers": {**self.providers, provider.full_name: provider}}
+        )
 
     def with_worker(self, worker: WorkerState) -> LedgerState:
         return self.model_copy(update={"workers": {**self.workers, worker.id: worker}})

@@ -1,4 +1,5 @@
-"""Stream names: the one place that knows how `worker:<id>`, `job:<name>`, `task:<id>` look.
+"""Stream names: the one place that knows how `worker:<id>`, `job:<name>`, `task:<id>`,
+`provider:<name>` look.
 
 Every event belongs to one stream, the aggregate the store appends it to. Its text
 form is stored with every event and the store derives the stream's id from it
@@ -19,6 +20,7 @@ class StreamKind(StrEnum):
     WORKER = "worker"
     JOB = "job"
     TASK = "task"
+    PROVIDER = "provider"
 
 
 def stream_name(kind: StreamKind, key: str) -> str:
@@ -44,6 +46,10 @@ class Stream:
     @classmethod
     def task(cls, task_id: str) -> Stream:
         return cls(StreamKind.TASK, task_id)
+
+    @classmethod
+    def provider(cls, provider_name: str) -> Stream:
+        return cls(StreamKind.PROVIDER, provider_name)
 
     @classmethod
     def parse(cls, text: str) -> Stream:

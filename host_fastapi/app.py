@@ -3,7 +3,8 @@
 `create_app(settings)` builds everything at call time (no import-time side effects):
 a fresh `AsyncServer` and one `LedgerRuntime` (the composition root: store, view,
 service, ledger, Socket.IO handlers, sweeper, checkpoints, commit listener), then
-mounts the runtime's REST router and installs its Socket.IO handlers. FastAPI's
+mounts the runtime's REST router and `/metrics` (Prometheus; a token only with
+`METRICS_REQUIRE_TOKEN`) and installs its Socket.IO handlers. FastAPI's
 lifespan calls `runtime.start()` and `runtime.stop()`. `build_host` returns the parts
 too (tests, benchmarks).
 
@@ -29,14 +30,19 @@ from typing import Any
 import socketio
 from fastapi import FastAPI
 from workerledger.adapters.auth import StaticTokens
+from workerledger.adapters.console import create_console_router
+from workerledger.adapters.internal import InternalExecutor
 from workerledger.adapters.ledger import Emitter, Ledger
+from workerledger.adapters.observability.route import create_metrics_route
 from workerledger.adapters.ports import StoreError
+from workerledger.adapters.providers.results import ResultCache
 from workerledger.adapters.realtime.handlers import (
     ResyncingRedisManager,
     WorkerSockets,
     register_socketio_handlers,
 )
 from workerledger.adapters.rest.router import create_router
+from workerledger.adapters.room_policy import RoomPolicy
 from workerledger.adapters.runtime import LedgerRuntime
 from workerledger.adapters.sweeper import Sweeper
 from workerledger.core import Actor
@@ -70,8 +76,18 @@ class Host:
         return sockets
 
 
-def build_host(settings: Settings | None = None, *, emitters: Sequence[Emitter] = ()) -> Host:
-    """The reference host for `settings`; `emitters` also receive every committed batch."""
+def build_host(
+    settings: Settings | None = None,
+    *,
+    emitters: Sequence[Emitter] = (),
+    room_policy: RoomPolicy | None = None,
+    internal_executor: InternalExecutor | None = None,
+) -> Host:
+    """The reference host for `settings`; `emitters` also receive every committed batch.
+
+    `room_policy` and `internal_executor` are the host's own code (LedgerRuntime's
+    arguments of the same names). With a Redis manager, provider results are cached in
+    the same Redis, so every host answers every read."""
     settings = settings or Settings()
     if not settings.auth_tokens:
         raise ValueError("WORKERLEDGER_AUTH_TOKENS is empty: every route needs a token")
@@ -101,6 +117,9 @@ def build_host(settings: Settings | None = None, *, emitters: Sequence[Emitter] 
         policies=settings.policies(),
         limits=limits,
         emitters=emitters,
+        room_policy=room_policy,
+        internal_executor=internal_executor,
+        provider_results=_shared_results(settings),
     )
     register_socketio_handlers(sio, runtime)
     startup_failures: list[str] = []
@@ -119,6 +138,8 @@ def build_host(settings: Settings | None = None, *, emitters: Sequence[Emitter] 
 
     api = FastAPI(title="workerledger", lifespan=lifespan)
     api.include_router(create_router(runtime))
+    api.include_router(create_console_router(runtime))  # /console: the operator console
+    api.include_router(create_metrics_route(runtime, require_token=settings.metrics_require_token))
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -126,6 +147,17 @@ def build_host(settings: Settings | None = None, *, emitters: Sequence[Emitter] 
 
     asgi = _reporting_startup_failures(socketio.ASGIApp(sio, other_asgi_app=api), startup_failures)
     return Host(asgi, api, sio, runtime, settings)
+
+
+def _shared_results(settings: Settings) -> ResultCache | None:
+    """Provider results in the Redis of the Socket.IO manager, if there is one (the
+    `redis` extra is imported only then)."""
+    if not settings.socketio_manager_url:
+        return None
+    from workerledger.adapters.providers.redis_results import RedisResultCache
+
+    prefix = f"{settings.socketio_channel}:providers:"
+    return RedisResultCache(settings.socketio_manager_url, prefix=prefix)
 
 
 def _reporting_startup_failures(app: ASGIApp, failures: list[str]) -> ASGIApp:

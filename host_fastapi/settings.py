@@ -9,18 +9,85 @@ their defaults from `adapters.input_limits`, the same ones `create_router` and
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from workerledger.adapters.input_limits import DEFAULT_LIMITS, InputLimits
+from workerledger.adapters.ports import StoreError
 from workerledger.adapters.realtime.acks import EVENT_BURST, EVENTS_PER_SECOND
 from workerledger.adapters.runtime import LedgerPolicies
-from workerledger.adapters.store.url import DEFAULT_DATABASE_URL
+from workerledger.adapters.store.url import DEFAULT_DATABASE_URL, scheme_of, sqlite_path
 from workerledger.core import DEFAULT_CATEGORIES
 
 
 class TokenInfo(BaseModel):
+    """One entry of `AUTH_TOKENS`: `user` and optionally `superuser`; any other key is
+    refused (a misspelt `"admin": true` must not silently make a plain user)."""
+
+    model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=1)
     superuser: bool = False
+
+
+def check_database_url(url: str) -> str:
+    """`url` if its form names a store `open_store` can open (nothing is opened);
+    ValueError with the reason and the accepted forms otherwise."""
+    try:
+        scheme = scheme_of(url)
+        if scheme == "sqlite":
+            sqlite_path(url)
+        elif scheme == "postgresql":
+            _check_postgres_url(url)
+    except StoreError as error:
+        raise ValueError(str(error)) from None
+    return url
+
+
+def _check_postgres_url(url: str) -> None:
+    try:
+        from workerledger.adapters.store.postgres import parse_url
+    except ImportError as error:
+        raise ValueError(
+            f"postgresql:// needs the PostgreSQL driver ({error.name} is not installed): "
+            "pip install 'workerledger[postgres]'"
+        ) from None
+    try:
+        parse_url(url)
+    except ValueError as error:  # e.g. a port that is not a number
+        raise ValueError(
+            f"malformed PostgreSQL URL ({error}): use postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        ) from None
+
+
+def split_categories(value: Any) -> Any:
+    """`ALLOWED_CATEGORIES` as a JSON list (`["modifiers", "analysis"]`) or comma-separated
+    (`modifiers,analysis`); blanks around names and empty items are dropped."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"not a JSON list ({error.msg}): give modifiers,analysis or "
+                    '["modifiers", "analysis"]'
+                ) from None
+        else:
+            value = text.split(",")
+    if isinstance(value, list | tuple):
+        names = [item.strip() if isinstance(item, str) else item for item in value]
+        value = tuple(name for name in names if name != "")
+        if not value:
+            raise ValueError("no category given: name at least one, e.g. modifiers,analysis")
+        for name in value:
+            if isinstance(name, str) and (":" in name or any(c.isspace() for c in name)):
+                raise ValueError(
+                    f"category {name!r} holds ':' or a blank (a job is room:category:name)"
+                )
+    return value
 
 
 class Settings(BaseSettings):
@@ -33,8 +100,21 @@ class Settings(BaseSettings):
     )
     auth_tokens: dict[str, TokenInfo] | None = Field(
         default=None,
-        description='JSON {token: {"user": NAME, "superuser": BOOL}}. Every route needs a '
-        "token; when unset, `workerledger serve` creates one admin token and prints it once.",
+        description='JSON {token: {"user": NAME, "superuser": BOOL}} (no other keys). Every '
+        "route needs a token; when unset, `workerledger serve` creates one admin token and "
+        "prints it once (see ADMIN_TOKEN_FILE to keep it across restarts).",
+    )
+    admin_token_file: Path | None = Field(
+        default=None,
+        description="Without AUTH_TOKENS: `workerledger serve` keeps its admin token in this "
+        "file, written (mode 0600) on the first start and read at every later one, so "
+        "workers keep a token that works after a restart. Not with AUTH_TOKENS.",
+    )
+    metrics_require_token: bool = Field(
+        default=False,
+        description="Whether GET /metrics (Prometheus) needs a bearer token (any user's). "
+        "Off: scrapers usually hold no token, and the figures name no ids, payloads or "
+        "users; turn it on when the port is reachable by people who should not see them.",
     )
     heartbeat_timeout_seconds: float = Field(
         default=60.0,
@@ -80,11 +160,32 @@ class Settings(BaseSettings):
         description="With the interval, tolerates a worker event loop blocked for a few "
         "seconds before it is declared gone.",
     )
-    allowed_categories: tuple[str, ...] = Field(
-        default=DEFAULT_CATEGORIES, description="zndraw-joblib's default job categories."
+    allowed_categories: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CATEGORIES,
+        description="zndraw-joblib's default job categories; comma-separated "
+        '(modifiers,analysis) or a JSON list (["modifiers", "analysis"]).',
     )
     long_poll_max_wait_seconds: int = Field(
         default=60, ge=0, description="Cap on `Prefer: wait=N` (zndraw-joblib's default)."
+    )
+    allowed_provider_categories: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description="Provider categories a registration may use; unset allows any "
+        "(zndraw-joblib's default); comma-separated or a JSON list.",
+    )
+    provider_result_ttl_seconds: float = Field(
+        default=300.0, gt=0, description="How long a provider's answer is served from the cache."
+    )
+    provider_inflight_ttl_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A read's provider_request is sent once until it is answered or this long.",
+    )
+    provider_long_poll_default_seconds: float = Field(
+        default=5.0, ge=0, description="How long a provider read waits without `Prefer: wait=N`."
+    )
+    provider_long_poll_max_seconds: float = Field(
+        default=30.0, ge=0, description="Cap on a provider read's `Prefer: wait=N`."
     )
     socketio_manager_url: str | None = Field(
         default=None,
@@ -154,6 +255,38 @@ class Settings(BaseSettings):
         "job rooms on connect).",
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return check_database_url(value)
+
+    @field_validator("allowed_categories", mode="before")
+    @classmethod
+    def _categories(cls, value: Any) -> Any:
+        return split_categories(value)
+
+    @field_validator("allowed_provider_categories", mode="before")
+    @classmethod
+    def _provider_categories(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return split_categories(value)
+
+    @field_validator("admin_token_file", mode="before")
+    @classmethod
+    def _token_file(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Self:
+        if self.auth_tokens and self.admin_token_file is not None:
+            raise ValueError(
+                "WORKERLEDGER_AUTH_TOKENS and WORKERLEDGER_ADMIN_TOKEN_FILE are both set: "
+                "unset ADMIN_TOKEN_FILE (it only keeps the token serve generates without "
+                "AUTH_TOKENS), or unset AUTH_TOKENS"
+            )
+        return self
+
     def policies(self) -> LedgerPolicies:
         """The rules and timers the host's `LedgerRuntime` runs with."""
         return LedgerPolicies(
@@ -164,6 +297,11 @@ class Settings(BaseSettings):
             checkpoint_interval_seconds=self.checkpoint_interval_seconds,
             allowed_categories=self.allowed_categories,
             long_poll_max_wait_seconds=self.long_poll_max_wait_seconds,
+            allowed_provider_categories=self.allowed_provider_categories,
+            provider_result_ttl_seconds=self.provider_result_ttl_seconds,
+            provider_inflight_ttl_seconds=self.provider_inflight_ttl_seconds,
+            provider_long_poll_default_seconds=self.provider_long_poll_default_seconds,
+            provider_long_poll_max_seconds=self.provider_long_poll_max_seconds,
             events_per_second=self.socketio_rate,
             event_burst=self.socketio_burst,
         )

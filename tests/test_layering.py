@@ -35,8 +35,20 @@ MAY_IMPORT: dict[str, tuple[set[str], set[str]]] = {
     "core": ({CORE}, PYDANTIC),
     "adapters": (
         {CORE, "workerledger.adapters"},
-        # psycopg: the PostgreSQL driver the store hands to eventsourcing and SQLAlchemy
-        {"eventsourcing", "sqlalchemy", "httpx", "psycopg", *SOCKETIO, *FASTAPI, *PYDANTIC},
+        # psycopg: the PostgreSQL driver the store hands to eventsourcing and SQLAlchemy;
+        # redis: the provider result cache shared by several hosts (the `redis` extra);
+        # prometheus_client: the host's /metrics (adapters/observability)
+        {
+            "eventsourcing",
+            "prometheus_client",
+            "sqlalchemy",
+            "httpx",
+            "psycopg",
+            "redis",
+            *SOCKETIO,
+            *FASTAPI,
+            *PYDANTIC,
+        },
     ),
     "host_fastapi": (
         {CORE, "workerledger.adapters", "workerledger.host_fastapi"},
@@ -143,6 +155,7 @@ def test_the_folders_hold_modules_and_sub_packages() -> None:
     assert len(python_files("core")) >= 5
     packages = {p.parent.relative_to(ROOT).as_posix() for p in python_files("adapters")}
     assert {"adapters", "adapters/store", "adapters/rest", "adapters/realtime"} <= packages
+    assert "adapters/providers" in packages
     store = [
         names for f, names in imports_of("adapters").items() if f.startswith("adapters/store/")
     ]

@@ -4,7 +4,9 @@ Starts the host (`workerledger serve`, fresh SQLite file, grace 0, its own token
 three worker processes, submits tasks, SIGKILLs one worker while it runs a task, and
 prints as they arrive the status events a watcher receives in `room:demo`: the loss
 detected at once, the task requeued and finished by another worker. Then it replays
-the killed worker's history and cleans up every process (also on Ctrl-C).
+the killed worker's history and cleans up every process (also on Ctrl-C). Tasks and
+workers are named by the first 8 characters of their ids, in the live output and in
+the history (`workerledger history --short-ids`) alike.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import socketio
 from workerledger.client import ClaimedTask, Extension, JobManager, TaskCancelledError
 
 ROOM = "demo"
+SHORT = 8  # characters of an id shown (as `history --short-ids` shows them)
 Line = tuple[float, str, str]  # (time, source, text)
 
 
@@ -87,8 +90,8 @@ class Demo:
         }
         self.lines: queue.Queue[Line] = queue.Queue()
         self.procs: dict[str, subprocess.Popen[str]] = {}
-        self.names: dict[str, str] = {}  # worker id -> w1, w2, ...
-        self.tasks: dict[str, int] = {}  # task id -> 1, 2, ...
+        self.names: dict[str, str] = {}  # worker id -> its process, w1, w2, ...
+        self.tasks: list[str] = []  # task ids, in submission order
         self.status: dict[str, str] = {}
         self.started = time.monotonic()
         self.watcher: socketio.Client | None = None
@@ -100,7 +103,19 @@ class Demo:
         print(f"{time.monotonic() - self.started:6.2f}s {mark} {text}", flush=True)
 
     def who(self, worker_id: object) -> str:
-        return self.names.get(str(worker_id), str(worker_id)[:8]) if worker_id else "-"
+        """A worker as `7b1c0d2e (w1)`: its short id, and its process if it is one of ours."""
+        if not worker_id:
+            return "-"
+        name = self.names.get(str(worker_id))
+        return str(worker_id)[:SHORT] + (f" ({name})" if name else "")
+
+    def label(self, source: str) -> str:
+        """An output source: `host`, or `worker 7b1c0d2e (w1)` once that one registered."""
+        return f"worker {self.worker_of(source)}" if source.startswith("w") else source
+
+    def worker_of(self, process: str) -> str:
+        wid = next((wid for wid, name in self.names.items() if name == process), process)
+        return self.who(wid)
 
     # -- the story ------------------------------------------------------------
 
@@ -136,8 +151,7 @@ class Demo:
     def submit(self) -> None:
         with JobManager(self.url, self.token, sio=False) as client:
             for _ in range(self.n_tasks):
-                task_id = client.submit(Sleep(seconds=self.seconds), ROOM)
-                self.tasks[task_id] = len(self.tasks) + 1
+                self.tasks.append(client.submit(Sleep(seconds=self.seconds), ROOM))
         self.say(
             f"submitted {self.n_tasks} tasks of {Sleep.full_name()} "
             f"({self.seconds:g} s each) from room {ROOM!r}"
@@ -152,7 +166,11 @@ class Demo:
         proc.kill()
         proc.wait()
         self.killed_at = time.monotonic()
-        self.say(f"SIGKILL {source} (pid {proc.pid}) while it runs task {self.tasks[task_id]}", "!")
+        self.say(
+            f"SIGKILL worker {self.who(victim)} (pid {proc.pid}) while it runs task "
+            f"{_short(task_id)}",
+            "!",
+        )
         return victim, task_id
 
     def follow_until_done(self, timeout: float) -> None:
@@ -174,14 +192,14 @@ class Demo:
         counts = {s: list(self.status.values()).count(s) for s in sorted(set(self.status.values()))}
         self.say(f"all {len(self.tasks)} tasks finished: {counts}", "=")
         self.say(
-            f"task {self.tasks[killed_task]} (the killed worker's) ended {info['status']} "
+            f"task {_short(killed_task)} (the killed worker's) ended {info['status']} "
             f"on {self.who(info.get('worker_id'))}, attempt {info.get('attempt')}",
             "=",
         )
 
     def history(self, worker_id: str) -> None:
         self.say(f"replayed history of the killed worker {self.who(worker_id)} ({worker_id}):", "=")
-        command = [sys.executable, "-m", "workerledger", "history", worker_id]
+        command = [sys.executable, "-m", "workerledger", "history", worker_id, "--short-ids"]
         result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=60)
         if result.returncode == 0:
             print(result.stdout, end="", flush=True)
@@ -225,10 +243,10 @@ class Demo:
             return
         status, before = str(data.get("status")), self.status.get(task_id)
         self.status[task_id] = status
-        who, n, attempt = self.who(data.get("worker_id")), self.tasks[task_id], data.get("attempt")
+        who, n, attempt = self.who(data.get("worker_id")), _short(task_id), data.get("attempt")
         text = {
             "pending": f"task {n} pending" + (self.requeued() if before else ""),
-            "claimed": f"task {n} claimed by {who} (attempt {attempt})",
+            "claimed": f"task {n} claimed by {who}, attempt {attempt}",
             "running": f"task {n} running on {who}",
             "completed": f"task {n} completed by {who}",
         }.get(status, f"task {n} {status} ({data.get('error')})")
@@ -255,15 +273,15 @@ class Demo:
             self.say("jobs_invalidate (the job's worker list changed)")
         elif source.startswith("w") and text.startswith("READY"):
             self.names[text.split()[1]] = source
-            self.say(f"worker {source} registered as {text.split()[1]}")
+            self.say(f"worker {self.who(text.split()[1])} registered ({text.split()[1]})")
         elif source.startswith("w") and text.startswith(("START", "DONE")):
             verb, task_id = text.split()[:2]
             action = "starts" if verb == "START" else "finished"
-            self.say(f"{source}: {action} task {self.tasks.get(task_id)}")
+            self.say(f"worker {self.worker_of(source)} {action} task {_short(task_id)}")
         elif text == "<exit>":
-            self.say(f"{source}: process ended")
+            self.say(f"{self.label(source)}: process ended")
         elif source.startswith("w") or "error" in text.lower() or "warning" in text.lower():
-            self.say(f"{source}: {text}")
+            self.say(f"{self.label(source)}: {text}")
 
     def wait_line(self, match: Callable[[str, str], bool], timeout: float) -> tuple[str, str]:
         deadline = time.monotonic() + timeout
@@ -318,6 +336,10 @@ class Demo:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _short(task_id: str) -> str:
+    return task_id[:SHORT]
 
 
 def _free_port() -> int:

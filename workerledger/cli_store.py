@@ -3,21 +3,23 @@
 Exit codes: 0 success, 1 `rebuild --check` found differences (unreadable rows
 included), 2 bad input (bad URL, missing or foreign database, unknown worker or task,
 bad timestamp, an event in the log that cannot be decoded, a row that would not read
-back). Every StoreError is printed as one line, never as a traceback.
+back). Every StoreError is printed as one line, never as a traceback; a database
+that cannot be opened names the flag or variable its URL came from (cli_errors.py).
 
 `rebuild` reads only the log, never the rows it replaces, and writes nothing unless
 every new row reads back; so after a rebuild `rebuild --check` passes whenever the
-log itself is readable.
+log itself is readable. `history` takes a whole id or a unique prefix of one (the
+8 characters the text tables of `workers` and `tasks` show).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from workerledger.adapters.ports import EventStore, StoreError
 from workerledger.adapters.store.history import (
@@ -29,21 +31,22 @@ from workerledger.adapters.store.history import (
     worker_history,
 )
 from workerledger.adapters.store.read_models import MAX_DIFFERENCES, ReadModelTables
-from workerledger.adapters.store.url import DEFAULT_DATABASE_URL, migrate, open_store
+from workerledger.adapters.store.url import migrate
 
-ENV_URL = "WORKERLEDGER_DATABASE_URL"
+from .cli_config import add_database_option, database_url, open_database
+from .cli_errors import ConfigError
+from .cli_sources import read_view
+
 BAD_INPUT = 2
+H = TypeVar("H", WorkerHistory, TaskHistory)
+FULL_ID = 36  # characters of a uuid
+SHORT_ID = 8
+UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
 
 def add_commands(subparsers: Any) -> None:
     url = argparse.ArgumentParser(add_help=False)
-    url.add_argument(
-        "--database-url",
-        default=os.environ.get(ENV_URL, DEFAULT_DATABASE_URL),
-        metavar="URL",
-        help=f"sqlite:///PATH, postgresql://USER@HOST:PORT/DB or memory:// "
-        f"(default: ${ENV_URL} or {DEFAULT_DATABASE_URL})",
-    )
+    add_database_option(url)
 
     p = subparsers.add_parser(
         "migrate",
@@ -74,11 +77,22 @@ def add_commands(subparsers: Any) -> None:
         help="print a worker's (or task's) timeline",
         description="Print a worker's timeline from its event stream: registration, "
         "rooms, claims, disconnects with reasons, resumes, its end and the requeues or "
-        "failures its end caused. History is kept after a worker is deleted.",
+        "failures its end caused. History is kept after a worker is deleted. The id may "
+        "be a unique prefix (e.g. the 8 characters `workerledger workers` shows).",
+        epilog="examples:\n"
+        "  workerledger history 3f2a9c1e                # a worker, by id prefix\n"
+        "  workerledger history 3f2a9c1e --at 2025-06-01T12:00:00Z\n"
+        "  workerledger history 7b1c0d2e --task --json  # a task, every attempt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("id", metavar="WORKER_ID", help="worker id (a task id with --task)")
+    p.add_argument("id", metavar="WORKER_ID", help="worker id or prefix (a task's with --task)")
     p.add_argument("--task", action="store_true", help="ID is a task: show every attempt")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--short-ids",
+        action="store_true",
+        help=f"in the text, shorten every id to its first {SHORT_ID} characters",
+    )
     p.add_argument(
         "--at",
         metavar="TIMESTAMP",
@@ -105,10 +119,7 @@ def _fail(message: str) -> int:
 
 
 def _with_store(args: argparse.Namespace, run: Callable[[EventStore], int]) -> int:
-    try:
-        store = open_store(args.database_url, create=False)
-    except StoreError as error:
-        return _fail(str(error))
+    store = open_database(database_url(args))
     try:
         return run(store)
     except (StoreError, HistoryNotFoundError) as error:
@@ -118,10 +129,11 @@ def _with_store(args: argparse.Namespace, run: Callable[[EventStore], int]) -> i
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    source = database_url(args)
     try:
-        print(migrate(args.database_url))
+        print(migrate(source.url))
     except StoreError as error:
-        return _fail(str(error))
+        raise ConfigError(f"{source.source}: {error}") from error
     return 0
 
 
@@ -156,14 +168,39 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     def run(store: EventStore) -> int:
         if args.task:
-            task = task_history(store, args.id)
-            print(history_json(task, indent=2) if args.json else _task_text(task))
+            task = _by_id_or_prefix(store, args.id, lambda i: task_history(store, i), task=True)
+            text = history_json(task, indent=2) if args.json else _task_text(task)
         else:
-            worker = worker_history(store, args.id, args.at)
-            print(history_json(worker, indent=2) if args.json else _worker_text(worker))
+            worker = _by_id_or_prefix(
+                store, args.id, lambda i: worker_history(store, i, args.at), task=False
+            )
+            text = history_json(worker, indent=2) if args.json else _worker_text(worker)
+        print(_shortened(text) if args.short_ids and not args.json else text)
         return 0
 
     return _with_store(args, run)
+
+
+def _by_id_or_prefix(store: EventStore, given: str, read: Callable[[str], H], *, task: bool) -> H:
+    """The history of id `given`, else of the one id in the state that starts with it."""
+    try:
+        return read(given)
+    except HistoryNotFoundError as unknown:
+        if len(given) >= FULL_ID:
+            raise
+        view = read_view(store)
+        found = sorted(i for i in (view.tasks if task else view.workers) if i.startswith(given))
+        if not found:
+            raise unknown from None
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (" ..." if len(found) > 5 else "")
+        kind = "task" if task else "worker"
+        raise HistoryNotFoundError(f"{len(found)} {kind} ids start with {given!r}: {shown}")
+    return read(found[0])
+
+
+def _shortened(text: str) -> str:
+    return UUID.sub(lambda match: match.group()[:SHORT_ID], text)
 
 
 class _Progress:

@@ -2,9 +2,11 @@
 
 Acks are `{"ok": true}` or `{"error": problem}` with the same problem body as the REST
 adapter (`type`, `title`, `status`, `detail`); malformed payloads are 422
-`invalid-payload`, payloads over a limit name it as REST does (input_limits.py), and
-events beyond a connection's rate are 429 `rate-limited`. Clients that do not ask for
-an ack (zndraw-joblib 0.1.7) get none.
+`invalid-payload` (a field the event does not have is refused and named in the
+detail: zndraw-joblib 0.1.7 sends only the fields modelled here), payloads over a
+limit name it as REST does (input_limits.py), and events beyond a connection's rate
+are 429 `rate-limited`. Clients that do not ask for an ack (zndraw-joblib 0.1.7) get
+none.
 """
 
 from __future__ import annotations
@@ -27,14 +29,18 @@ EVENTS_PER_SECOND = 20.0  # a worker sends a few events per job; a flood is refu
 EVENT_BURST = 40  # a worker joining many job rooms right after connecting
 
 
-class JobRoomPayload(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class StrictPayload(BaseModel):
+    """An event payload: a field it does not declare is refused (`invalid-payload`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobRoomPayload(StrictPayload):
     job_name: str = Field(min_length=1)
     worker_id: str = Field(min_length=1)
 
 
-class WatchPayload(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class WatchPayload(StrictPayload):
     room_id: str
 
 
@@ -77,12 +83,17 @@ async def answer(work: Coroutine[Any, Any, Ack]) -> Ack:
     try:
         return await work
     except ValidationError as error:
-        detail = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors()
-        )
+        detail = "; ".join(_issue(e) for e in error.errors())
         return {"error": problem("invalid-payload", 422, detail or "malformed payload")}
     except (InputRefused, DomainError, StoreError) as error:
         return {"error": problem_for(error)}
     except Exception as error:
         logger.exception("Socket.IO handler failed")
         return {"error": problem_for(error)}
+
+
+def _issue(error: Any) -> str:
+    where = ".".join(map(str, error["loc"])) or "payload"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown field (not part of this event)"
+    return f"{where}: {error['msg']}"

@@ -10,7 +10,14 @@ built for its `socketio.AsyncServer` (or, the older form, builds them for
   `LeaveJobRoom` commands; worker ids are recorded in the connection's session (one
   connection may speak for several workers and jobs). Ack `{"ok": true}` or
   `{"error": {type, title, status, detail}}`; an error changes nothing.
-- `join_room {room_id}` / `leave_room {room_id}`: watchers enter `room:{room_id}`.
+- `join_provider_room` / `leave_provider_room {provider_name, worker_id}`: the
+  `JoinProviderRoom` / `LeaveProviderRoom` commands (`providers:{provider_name}`, where
+  `provider_request` is dispatched), under the same ownership, forged-id and session
+  rules as job rooms; a provider-only worker's connection is released on disconnect
+  and covered by the grace window like any other.
+- `join_room {room_id}` / `leave_room {room_id}`: watchers enter `room:{room_id}`
+  when the host's `RoomPolicy.may_watch(room_id, actor)` allows it (default: any
+  authenticated user); refused -> error ack 403 `forbidden`. Leaving is always allowed.
 - every event first passes the boundary: the connection's token bucket (`event_burst`
   events at once, `events_per_second` after that; beyond it the ack is 429
   `rate-limited` and nothing is recorded), then the payload's limits (depth, Unicode,
@@ -26,8 +33,9 @@ realtime/redis_manager.py and importable from here). Redis
 pub/sub is fire-and-forget: while a host cannot reach Redis, what other hosts emit
 to its clients is lost (the state is not: it is in the event store). When the host's
 subscription comes back, `WorkerSockets.resync_local` tells its own clients to
-resynchronise: `jobs_invalidate` to every watcher room (watchers re-read the REST
-listings) and `task_available` to every job room with pending tasks (workers claim).
+resynchronise: `jobs_invalidate` and `providers_invalidate` to every watcher room
+(watchers re-read the REST listings) and `task_available` to every job room with
+pending tasks (workers claim).
 """
 
 from __future__ import annotations
@@ -35,10 +43,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 
 import socketio
 from workerledger.core import (
+    Actor,
+    Command,
+    ForbiddenError,
     InvalidRoomIdError,
     JoinJobRoom,
     LeaveJobRoom,
@@ -51,6 +63,7 @@ from ..cleanup import cleanup_worker, expire_grace, grace_deadline
 from ..input_limits import DEFAULT_LIMITS, InputLimits, check_length, check_value
 from ..ledger import Ledger
 from ..projection import Projection
+from ..room_policy import OpenRooms, RoomPolicy
 from .acks import (
     EVENT_BURST,
     EVENTS_PER_SECOND,
@@ -63,12 +76,14 @@ from .acks import (
     rate_limited,
 )
 from .emitter import SocketIOServer
+from .provider_rooms import ProviderRoomPayload
 from .redis_manager import ResyncingRedisManager as ResyncingRedisManager
 
 if TYPE_CHECKING:  # the runtime builds these handlers: a real import would be a cycle
     from ..runtime import LedgerRuntime
 
 logger = logging.getLogger(__name__)
+SpeakFor = Callable[[str, Actor, datetime], Command]  # (sid, actor, now) -> the command
 SESSION_KEY = "workerledger"
 WATCHERS_PREFIX = "room:"
 JOB_ROOM_PREFIX = "jobs:"
@@ -90,8 +105,10 @@ class WorkerSockets:
         limits: InputLimits = DEFAULT_LIMITS,
         events_per_second: float = EVENTS_PER_SECOND,
         event_burst: int = EVENT_BURST,
+        room_policy: RoomPolicy | None = None,
     ) -> None:
         self.sio, self.ledger, self.authenticate = sio, ledger, authenticate
+        self.room_policy: RoomPolicy = room_policy if room_policy is not None else OpenRooms()
         self.limits, self.events_per_second, self.event_burst = (
             limits,
             events_per_second,
@@ -109,6 +126,8 @@ class WorkerSockets:
             "connect": self.on_connect,
             "join_job_room": self.on_join_job_room,
             "leave_job_room": self.on_leave_job_room,
+            "join_provider_room": self.on_join_provider_room,
+            "leave_provider_room": self.on_leave_provider_room,
             "join_room": self.on_join_room,
             "leave_room": self.on_leave_room,
         }
@@ -181,6 +200,12 @@ class WorkerSockets:
     async def on_leave_job_room(self, sid: str, data: object = None) -> Ack:
         return await answer(self._admitted(sid, data, self._leave))
 
+    async def on_join_provider_room(self, sid: str, data: object = None) -> Ack:
+        return await answer(self._admitted(sid, data, self._join_provider))
+
+    async def on_leave_provider_room(self, sid: str, data: object = None) -> Ack:
+        return await answer(self._admitted(sid, data, self._leave_provider))
+
     async def on_join_room(self, sid: str, data: object = None) -> Ack:
         return await answer(self._admitted(sid, data, self._enter))
 
@@ -205,23 +230,45 @@ class WorkerSockets:
 
     async def _join(self, sid: str, data: object) -> Ack:
         payload = self._job_room_payload(data)
+
+        def command(sid: str, actor: Actor, now: datetime) -> Command:
+            return JoinJobRoom(
+                worker_id=payload.worker_id, sid=sid, job_name=payload.job_name,
+                actor=actor, now=now,
+            )  # fmt: skip
+
+        return await self._speak_for(sid, payload.worker_id, command)
+
+    async def _speak_for(self, sid: str, worker_id: str, command: SpeakFor) -> Ack:
+        """Run a join that makes `sid` speak for `worker_id`. The id enters the session
+        before the command (a racing disconnect sees it) and leaves it again when the
+        join was refused and `sid` does not speak for the worker (a forged or foreign id
+        is never released by this connection's disconnect)."""
         session = await self._session(sid)
-        worker_id = payload.worker_id
         added = worker_id not in session.worker_ids
-        session.worker_ids.add(worker_id)  # before the command: a racing disconnect sees it
-        command = JoinJobRoom(
-            worker_id=worker_id,
-            sid=sid,
-            job_name=payload.job_name,
-            actor=session.actor,
-            now=self.clock(),
-        )
+        session.worker_ids.add(worker_id)
         try:
-            await self.ledger.execute(command)
+            await self.ledger.execute(command(sid, session.actor, self.clock()))
         except BaseException:
             if added and not await self._speaks_for(sid, worker_id):
                 session.worker_ids.discard(worker_id)
             raise
+        return {"ok": True}
+
+    def _provider_room_payload(self, data: object) -> ProviderRoomPayload:
+        payload = ProviderRoomPayload.model_validate(data)
+        check_length("provider_name", payload.provider_name, self.limits.max_full_job_name_length)
+        check_length("worker_id", payload.worker_id, self.limits.max_key_length)
+        return payload
+
+    async def _join_provider(self, sid: str, data: object) -> Ack:
+        payload = self._provider_room_payload(data)
+        return await self._speak_for(sid, payload.worker_id, payload.join)
+
+    async def _leave_provider(self, sid: str, data: object) -> Ack:
+        payload = self._provider_room_payload(data)
+        session = await self._session(sid)
+        await self.ledger.execute(payload.leave(sid, session.actor, self.clock()))
         return {"ok": True}
 
     async def _leave(self, sid: str, data: object) -> Ack:
@@ -250,6 +297,9 @@ class WorkerSockets:
             raise InvalidRoomIdError(f"invalid room id {payload.room_id!r}")
         room = room_of_watchers(payload.room_id)
         if enter:
+            actor = (await self._session(sid)).actor
+            if not await self.room_policy.may_watch(payload.room_id, actor):
+                raise ForbiddenError(f"{actor.user} may not watch room {payload.room_id!r}")
             await self.sio.enter_room(sid, room, namespace=self.namespace)
         else:
             await self.sio.leave_room(sid, room, namespace=self.namespace)
@@ -259,8 +309,9 @@ class WorkerSockets:
 
     async def resync_local(self) -> int:
         """Tell this host's own clients to resynchronise (local delivery, not via Redis):
-        `jobs_invalidate` to each watcher room, `task_available` (the oldest pending task)
-        to each job room with pending tasks. Returns the number of emits."""
+        `jobs_invalidate` and `providers_invalidate` to each watcher room, `task_available`
+        (the oldest pending task) to each job room with pending tasks. Returns the number
+        of emits."""
         sio: Any = self.sio
         try:
             rooms = [
@@ -283,9 +334,10 @@ class WorkerSockets:
             sent = 0
             for room in rooms:
                 if room.startswith(WATCHERS_PREFIX):
-                    await sio.emit("jobs_invalidate", {}, to=room, namespace=self.namespace,
-                                   ignore_queue=True)  # fmt: skip
-                    sent += 1
+                    for event in ("jobs_invalidate", "providers_invalidate"):
+                        await sio.emit(event, {}, to=room, namespace=self.namespace,
+                                       ignore_queue=True)  # fmt: skip
+                        sent += 1
                 elif room in available:
                     await sio.emit("task_available", available[room], to=room,
                                    namespace=self.namespace, ignore_queue=True)  # fmt: skip
@@ -352,6 +404,7 @@ def register_socketio_handlers(
     limits: InputLimits = DEFAULT_LIMITS,
     events_per_second: float = EVENTS_PER_SECOND,
     event_burst: int = EVENT_BURST,
+    room_policy: RoomPolicy | None = None,
 ) -> WorkerSockets: ...
 
 

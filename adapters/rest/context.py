@@ -13,13 +13,29 @@ from workerledger.core import DEFAULT_CATEGORIES, GLOBAL_ROOM, INTERNAL_ROOM, Ac
 
 from ..auth import Authenticator, Clock, utc_now
 from ..input_limits import DEFAULT_LIMITS, InputLimits
+from ..internal import InternalExecutor
 from ..ledger import Ledger
 from ..projection import Projection
+from ..providers.results import MemoryResultCache, ResultCache
+from ..room_policy import OpenRooms, RoomPolicy
 from ..task_waiters import TaskWaiters
 from .boundary import RestBoundary
 from .problems import ProblemRoute, bounded_route
 
 bearer = HTTPBearer(auto_error=False, description="workerledger bearer token")
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Provider reads: where results are cached and for how long (LedgerPolicies' fields
+    of the same names)."""
+
+    results: ResultCache = field(default_factory=MemoryResultCache)
+    allowed_categories: tuple[str, ...] | None = None  # None: any provider category
+    result_ttl_seconds: float = 300.0
+    inflight_ttl_seconds: float = 30.0
+    long_poll_default_seconds: float = 5.0
+    long_poll_max_seconds: float = 30.0
 
 
 @dataclass
@@ -31,6 +47,9 @@ class RestContext:
     allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES
     long_poll_max_wait_seconds: float = 60.0
     limits: InputLimits = DEFAULT_LIMITS
+    room_policy: RoomPolicy = field(default_factory=OpenRooms)
+    internal_executor: InternalExecutor | None = None
+    providers: ProviderSettings = field(default_factory=lambda: ProviderSettings())
 
     @cached_property
     def route_class(self) -> type[ProblemRoute]:

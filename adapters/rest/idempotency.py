@@ -50,6 +50,12 @@ def keyed_task_id(user: str, key: str) -> str:
     return _keyed_id(f"task\x1f{user}\x1f{key}")
 
 
+def keyed_provider_id(user: str, key: str) -> str:
+    """The provider id a keyed provider registration gives a new provider (a resend
+    finds the provider it made)."""
+    return _keyed_id(f"provider\x1f{user}\x1f{key}")
+
+
 def _keyed_id(name: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, name))
 

@@ -12,6 +12,8 @@ from workerledger.core import (
     JobState,
     RegisterJob,
     TaskStatus,
+    invalid_job_name_detail,
+    invalid_room_detail,
     is_valid_room_id,
     job_full_name,
     split_job_name,
@@ -40,11 +42,19 @@ from .problems import problem_responses
 
 def check_room(room_id: str) -> None:
     if not is_valid_room_id(room_id):
-        raise InvalidRoomIdError(f"invalid room id {room_id!r}")
+        raise InvalidRoomIdError(invalid_room_detail(room_id))
+
+
+async def check_writable(ctx: RestContext, room_id: str, actor: Actor) -> None:
+    """The room id is valid and the host's room policy lets `actor` write to it (423)."""
+    check_room(room_id)
+    await ctx.room_policy.check_writable(room_id, actor)
 
 
 def resolve_job(view: Projection, job_name: str, *, listed_only: bool = True) -> JobState:
-    job = view.job(job_name) if split_job_name(job_name) else None
+    if split_job_name(job_name) is None:
+        raise JobNotFoundError(invalid_job_name_detail(job_name))
+    job = view.job(job_name)
     if job is None or (listed_only and not job_listed(view, job)):
         raise JobNotFoundError(f"job {job_name} not found")
     return job
@@ -57,7 +67,9 @@ def _listed_jobs(view: Projection, room_id: str) -> list[JobState]:
 
 def job_routes(ctx: RestContext) -> APIRouter:
     router = APIRouter(
-        route_class=ctx.route_class, tags=["jobs"], responses=problem_responses(400, 403, 404, 409)
+        route_class=ctx.route_class,
+        tags=["jobs"],
+        responses=problem_responses(400, 403, 404, 409, 423),
     )
     CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
 
@@ -83,6 +95,7 @@ def job_routes(ctx: RestContext) -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JobResponse:
         """Register (or re-register) a job and link a worker, created when not given."""
+        await check_writable(ctx, room_id, actor)
         full_name = job_full_name(room_id, body.category, body.name)
 
         def was_listed(view: Projection) -> bool:

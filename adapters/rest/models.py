@@ -1,11 +1,17 @@
 """REST wire shapes (zndraw-joblib 0.1.7 field names) and their builders from the view.
 
+Request bodies are strict: a field the model does not have is refused with FastAPI's
+422 (`type` `extra_forbidden`, `loc` naming the field), so a payload sent without its
+`{"payload": ...}` wrapper is not run with defaults. zndraw-joblib 0.1.7's client sends
+only the fields modelled here (checked against its source), as does our SDK.
+
 Extensions that old clients ignore: `attempt` on tasks (the fencing token), optional
 `worker_id` / `attempt` on status updates, `on_worker_lost` / `max_worker_losses` on
-job registration. Timestamps are always UTC with an explicit `+00:00` offset, the
-same format as the Socket.IO payloads. `request_models` rebuilds the request models
-with one router's limits and category allowlist, so its OpenAPI shows them; `Problem`
-and FastAPI's own 401/422 bodies are the error shapes the routes declare.
+job registration, `draining` / `drain_deadline` on workers. Timestamps are always UTC
+with an explicit `+00:00` offset, the same format as the Socket.IO payloads.
+`request_models` rebuilds the request models with one router's limits and category
+allowlist, so its OpenAPI shows them; `Problem` and FastAPI's own 401/422 bodies are
+the error shapes the routes declare.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, create_model
 from workerledger.core import (
+    DRAIN_DEADLINE_MAX_SECONDS,
     Decision,
     JobState,
     RunningTaskPolicy,
@@ -25,6 +32,7 @@ from workerledger.core import (
     TaskState,
     TaskStatus,
     WorkerState,
+    WorkerStatus,
 )
 
 from ..input_limits import InputLimits
@@ -45,16 +53,24 @@ class _Wire(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class _Request(_Wire):
+    """A request body: unknown fields are refused (422 `extra_forbidden` naming them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class WorkerResponse(_Wire):
     id: str
     last_heartbeat: UtcDatetime
+    draining: bool = Field(default=False, description="drained: claims nothing, then leaves")
+    drain_deadline: UtcDatetime | None = None
 
 
 class WorkerSummary(WorkerResponse):
     job_count: int
 
 
-class JobRegisterRequest(_Wire):
+class JobRegisterRequest(_Request):
     category: str
     name: str = Field(min_length=1)
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
@@ -77,7 +93,7 @@ class JobResponse(JobSummary):
     worker_id: str | None = None
 
 
-class TaskSubmitRequest(_Wire):
+class TaskSubmitRequest(_Request):
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -96,7 +112,7 @@ class TaskResponse(_Wire):
     attempt: int
 
 
-class TaskClaimRequest(_Wire):
+class TaskClaimRequest(_Request):
     worker_id: uuid.UUID
 
 
@@ -104,11 +120,47 @@ class TaskClaimResponse(_Wire):
     task: TaskResponse | None
 
 
-class TaskUpdateRequest(_Wire):
+class TaskUpdateRequest(_Request):
     status: TaskStatus
     error: str | None = None
     worker_id: uuid.UUID | None = None
     attempt: int | None = Field(default=None, ge=1)
+
+
+class ReasonRequest(_Request):
+    """An operator command's body: why (recorded in the log with the caller's name)."""
+
+    reason: str = Field(min_length=1, description="why; recorded in the log with who")
+
+
+class DrainRequest(ReasonRequest):
+    deadline_seconds: float | None = Field(
+        default=None,
+        strict=True,  # a number: `false` or `"60"` is refused, not read as 0 or 60
+        ge=0,
+        le=DRAIN_DEADLINE_MAX_SECONDS,
+        description="after this long, a sweep ends the worker and releases what it still "
+        "holds per its job's policy (default: no deadline)",
+    )
+
+
+class WorkerDetail(_Wire):
+    """One worker in any state, with its drain (an extension to 0.1.7)."""
+
+    id: str
+    user: str
+    status: WorkerStatus
+    created_at: UtcDatetime
+    last_heartbeat: UtcDatetime
+    jobs: list[str]
+    tasks: list[str] = Field(description="ids of the tasks it holds (claimed or running)")
+    draining: bool
+    draining_since: UtcDatetime | None
+    drain_deadline: UtcDatetime | None
+    drain_reason: str | None
+    drained_by: str | None
+    ended_at: UtcDatetime | None
+    end_reason: str | None
 
 
 class Problem(BaseModel):
@@ -174,7 +226,16 @@ def request_models(
         __base__=TaskUpdateRequest,
         error=(str | None, Field(default=None, max_length=limits.max_error_length)),
     )
-    return {JobRegisterRequest: register, TaskUpdateRequest: update}
+    reason = (str, Field(min_length=1, max_length=limits.max_error_length,
+                         description="why; recorded in the log with who"))  # fmt: skip
+    because = create_model("ReasonRequest", __base__=ReasonRequest, reason=reason)
+    drain = create_model("DrainRequest", __base__=DrainRequest, reason=reason)
+    return {
+        JobRegisterRequest: register,
+        TaskUpdateRequest: update,
+        ReasonRequest: because,
+        DrainRequest: drain,
+    }
 
 
 class Paginated(_Wire, Generic[T]):
@@ -197,12 +258,40 @@ def page_of(keys: Sequence[K], limit: int, offset: int, build: Callable[[K], T])
 
 
 def worker_response(worker: WorkerState) -> WorkerResponse:
-    return WorkerResponse(id=worker.id, last_heartbeat=worker.last_heartbeat)
+    return WorkerResponse(
+        id=worker.id,
+        last_heartbeat=worker.last_heartbeat,
+        draining=worker.draining,
+        drain_deadline=worker.drain_deadline,
+    )
 
 
 def worker_summary(worker: WorkerState) -> WorkerSummary:
     return WorkerSummary(
-        id=worker.id, last_heartbeat=worker.last_heartbeat, job_count=len(worker.jobs)
+        id=worker.id,
+        last_heartbeat=worker.last_heartbeat,
+        job_count=len(worker.jobs),
+        draining=worker.draining,
+        drain_deadline=worker.drain_deadline,
+    )
+
+
+def worker_detail(worker: WorkerState) -> WorkerDetail:
+    return WorkerDetail(
+        id=worker.id,
+        user=worker.user,
+        status=worker.status,
+        created_at=worker.created_at,
+        last_heartbeat=worker.last_heartbeat,
+        jobs=sorted(worker.jobs),
+        tasks=sorted(worker.tasks),
+        draining=worker.draining,
+        draining_since=worker.draining_since,
+        drain_deadline=worker.drain_deadline,
+        drain_reason=worker.drain_reason,
+        drained_by=worker.drained_by,
+        ended_at=worker.ended_at,
+        end_reason=worker.end_reason,
     )
 
 

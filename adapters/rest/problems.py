@@ -40,13 +40,16 @@ _MEANING = {
     400: "malformed identifier or category not allowed",
     401: "missing or unknown bearer token",
     403: "the resource belongs to another user",
-    404: "no such worker, job or task",
+    404: "no such worker, job, task or provider",
     409: "conflicts with the current state (stale attempt or session, schema, transition)",
     413: "body over the size limit (`body-too-large`)",
     422: "invalid request: FastAPI's validation body, or problem+json naming the limit "
     "(`json-too-deep`, `invalid-json`, `invalid-unicode`, `non-finite-number`, "
     "`value-too-long`, `idempotency-key-reused`)",
-    503: "store unavailable or contended; retry (Retry-After)",
+    423: "the host's room policy locked the room (`room-locked`)",
+    503: "store unavailable or contended; retry (Retry-After); or no internal executor "
+    "for an `@internal` job (`internal-job-not-configured`)",
+    504: "the provider did not answer in time (`provider-timeout`; Retry-After)",
 }
 
 

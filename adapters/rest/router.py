@@ -18,7 +18,9 @@ from ..task_waiters import TaskWaiters
 from .context import RestContext
 from .history import history_routes
 from .jobs import job_routes
+from .operator import operator_routes
 from .problems import include_with_allow
+from .providers import provider_routes
 from .tasks import PREFIX, task_routes
 from .workers import worker_routes
 
@@ -86,8 +88,18 @@ def create_router(
             allowed_categories=ledger.policies.allowed_categories,
             long_poll_max_wait_seconds=ledger.policies.long_poll_max_wait_seconds,
             limits=ledger.limits,
+            room_policy=ledger.room_policy,
+            internal_executor=ledger.internal_executor,
+            providers=ledger.provider_settings(),
         )
     router = APIRouter(prefix=PREFIX)
-    parts = [worker_routes(ctx), job_routes(ctx), task_routes(ctx), history_routes(ctx)]
+    parts = [
+        worker_routes(ctx),
+        job_routes(ctx),
+        task_routes(ctx),
+        history_routes(ctx),
+        provider_routes(ctx),
+        operator_routes(ctx),
+    ]
     include_with_allow(router, parts)
     return router

@@ -6,12 +6,22 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
-from workerledger.core import Actor, ClaimTask, Decision, SubmitTask, TaskStatus, UpdateTask
+from workerledger.core import (
+    INTERNAL_ROOM,
+    Actor,
+    ClaimTask,
+    Decision,
+    JobState,
+    SubmitTask,
+    TaskStatus,
+    UpdateTask,
+)
 
+from ..internal import check_internal, dispatch_internal, dispatched
 from ..projection import Projection
 from .context import RestContext
 from .idempotency import IdempotencyKey, keyed_task_id, mark_replayed, request_digest
-from .jobs import check_room, resolve_job
+from .jobs import check_room, check_writable, resolve_job
 from .models import (
     Limit,
     Offset,
@@ -45,7 +55,9 @@ def prefer_wait(prefer: str | None) -> int | None:
 
 def task_routes(ctx: RestContext) -> APIRouter:
     router = APIRouter(
-        route_class=ctx.route_class, tags=["tasks"], responses=problem_responses(400, 403, 404, 409)
+        route_class=ctx.route_class,
+        tags=["tasks"],
+        responses=problem_responses(400, 403, 404, 409, 423, 503),
     )
     CurrentActor = Annotated[Actor, Depends(ctx.actor_dependency())]
 
@@ -67,16 +79,22 @@ def task_routes(ctx: RestContext) -> APIRouter:
         response: Response,
         idempotency_key: IdempotencyKey = None,
     ) -> TaskResponse:
-        """Queue a task. With `Idempotency-Key`, a resend answers with the same task."""
-        check_room(room_id)
+        """Queue a task. With `Idempotency-Key`, a resend answers with the same task.
+
+        A task of an `@internal` job goes to the host's internal executor instead (503
+        `internal-job-not-configured` when it has none for the job)."""
+        await check_writable(ctx, room_id, actor)
         task_id = keyed_task_id(actor.user, idempotency_key) if idempotency_key else None
 
-        def check_job(view: Projection) -> None:
+        def check_job(view: Projection) -> JobState | None:
             # a resend reaches its task even if the job is gone
             if task_id is None or view.task(task_id) is None:
-                resolve_job(view, job_name)
+                return resolve_job(view, job_name)
+            return None
 
-        await ctx.ledger.read(check_job, liveness=False)
+        job = await ctx.ledger.read(check_job, liveness=False)
+        if job is not None and job.room_id == INTERNAL_ROOM:
+            check_internal(ctx.internal_executor, job.full_name)
         digest = None
         if idempotency_key:
             digest = request_digest("submit", room=room_id, job=job_name, payload=body.payload)
@@ -92,6 +110,10 @@ def task_routes(ctx: RestContext) -> APIRouter:
         decision = await ctx.ledger.execute(command)
         response.headers["Location"] = f"{PREFIX}/tasks/{command.task_id}"
         response.headers["Retry-After"] = "1"
+        if ctx.internal_executor is not None and dispatched(decision):
+            task = decision.state.tasks[command.task_id]
+            await dispatch_internal(ctx.ledger, ctx.internal_executor, task, ctx.clock)
+            return await ctx.ledger.read(lambda v: task_view(v, command.task_id), liveness=False)
         if not decision.events:
             mark_replayed(response)
             return await ctx.ledger.read(lambda v: task_view(v, command.task_id), liveness=False)

@@ -13,10 +13,11 @@ pydantic's serializer goes (~255 levels), and history must show whatever the log
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel
 from workerledger.core import (
+    SYSTEM,
     WORKER_ENDS,
     ConnectionAttached,
     Event,
@@ -24,12 +25,17 @@ from workerledger.core import (
     JobRegistered,
     JobWorkerLinked,
     JobWorkerUnlinked,
+    ProviderRegistered,
+    ProviderRemoved,
+    ProviderRoomJoined,
+    ProviderRoomLeft,
     RoomJoined,
     RoomLeft,
     Stream,
     TaskCancelled,
     TaskClaimed,
     TaskCompleted,
+    TaskDispatched,
     TaskFailed,
     TaskReportRejected,
     TaskRequeued,
@@ -38,9 +44,12 @@ from workerledger.core import (
     TaskSubmitted,
     WorkerDeleted,
     WorkerDisconnected,
+    WorkerDrainRequested,
     WorkerJobLinked,
     WorkerLeft,
     WorkerLost,
+    WorkerProviderLinked,
+    WorkerProviderUnlinked,
     WorkerRegistered,
     WorkerResumed,
     WorkerState,
@@ -87,6 +96,16 @@ class Release(BaseModel):
     reason: str | None = None
 
 
+class ServedProvider(BaseModel):
+    """A provider the worker served, and how that ended (from the provider's stream)."""
+
+    provider_name: str
+    provider_id: str
+    registered_at: datetime
+    removed_at: datetime | None = None
+    reason: str | None = None  # deleted, moved to another worker, or the worker's end
+
+
 class WorkerHistory(BaseModel):
     worker_id: str
     at: datetime | None  # the moment the state is taken at (None: now)
@@ -95,11 +114,12 @@ class WorkerHistory(BaseModel):
     timeline: list[TimelineEntry]
     claims: list[Claim]
     caused: list[Release]
+    providers: list[ServedProvider] = []
 
 
 class Attempt(BaseModel):
     attempt: int
-    worker_id: str
+    worker_id: str | None  # None: the server's internal executor ran it
     claimed_at: datetime
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -145,8 +165,11 @@ def worker_history(store: EventStore, worker_id: str, at: datetime | None = None
         )
         for task_id in sorted({c.task_id for c in claims})
         for e in task_events(task_id)
-        if isinstance(e, TaskRequeued | TaskFailed) and e.worker_id == worker_id and e.at in ends
+        if _released_by_an_end(e) and e.worker_id == worker_id and e.at in ends
     ]
+    linked = sorted(
+        {r.event.provider_name for r in records if isinstance(r.event, WorkerProviderLinked)}
+    )
     return WorkerHistory(
         worker_id=worker_id,
         at=at,
@@ -155,7 +178,42 @@ def worker_history(store: EventStore, worker_id: str, at: datetime | None = None
         timeline=[_entry(r) for r in records],
         claims=claims,
         caused=caused,
+        providers=[served for name in linked for served in _served(store, name, worker_id, at)],
     )
+
+
+def _released_by_an_end(event: Event) -> TypeGuard[TaskRequeued | TaskFailed]:
+    """A requeue or failure a worker's end decides (not an operator's or a report's, which
+    may share the instant of a drained worker's end)."""
+    if isinstance(event, TaskRequeued):
+        return event.by is None
+    return isinstance(event, TaskFailed) and event.by == SYSTEM.user
+
+
+def _served(
+    store: EventStore, provider_name: str, worker_id: str, at: datetime | None
+) -> list[ServedProvider]:
+    """The spans in which `worker_id` served `provider_name`, oldest first."""
+    out: list[ServedProvider] = []
+    for record in store.read_stream(Stream.provider(provider_name).text):
+        event = record.event
+        if at is not None and event.at > at:
+            break
+        serving = out and out[-1].removed_at is None
+        if isinstance(event, ProviderRegistered):
+            if event.worker_id == worker_id and not serving:
+                out.append(
+                    ServedProvider(
+                        provider_name=provider_name, provider_id=event.provider_id,
+                        registered_at=event.at,
+                    )
+                )  # fmt: skip
+            elif event.worker_id != worker_id and serving:
+                moved = {"removed_at": event.at, "reason": f"moved to worker {event.worker_id}"}
+                out[-1] = out[-1].model_copy(update=moved)
+        elif isinstance(event, ProviderRemoved) and serving:
+            out[-1] = out[-1].model_copy(update={"removed_at": event.at, "reason": event.reason})
+    return out
 
 
 def task_history(store: EventStore, task_id: str) -> TaskHistory:
@@ -172,6 +230,12 @@ def task_history(store: EventStore, task_id: str) -> TaskHistory:
                     worker_id=event.worker_id,
                     claimed_at=event.at,
                     outcome="claimed",
+                )
+            )
+        elif isinstance(event, TaskDispatched):
+            attempts.append(
+                Attempt(
+                    attempt=event.attempt, worker_id=None, claimed_at=event.at, outcome="claimed"
                 )
             )
         elif attempts and getattr(event, "attempt", None) == attempts[-1].attempt:
@@ -265,12 +329,15 @@ def summarize(event: Event) -> str:
             return f"disconnected ({reason}); grace until {deadline.isoformat()}"
         case WorkerResumed(sid=sid):
             return f"resumed as {sid}"
+        case WorkerDrainRequested(by=by, reason=reason, deadline=deadline):
+            until = f"; deadline {deadline.isoformat()}" if deadline else ""
+            return f"drain requested by {by}: {reason}{until}"
         case WorkerLost(reason=reason):
             return f"lost: {reason}"
-        case WorkerLeft(by=by):
-            return f"left (by {by})"
-        case WorkerDeleted(by=by):
-            return f"deleted by {by}"
+        case WorkerLeft(by=by, reason=reason):
+            return f"left (by {by})" + (f": {reason}" if reason else "")
+        case WorkerDeleted(by=by, reason=reason):
+            return f"deleted by {by}" + (f": {reason}" if reason else "")
         case WorkerTaskAssigned(task_id=task, attempt=n):
             return f"claimed task {task} (attempt {n})"
         case WorkerTaskReleased(task_id=task, status=status):
@@ -285,6 +352,20 @@ def summarize(event: Event) -> str:
             return f"submitted by {by} in room {room} for {job}"
         case TaskClaimed(worker_id=worker, attempt=n):
             return f"claimed by worker {worker} (attempt {n})"
+        case WorkerProviderLinked(provider_name=name):
+            return f"serves provider {name}"
+        case WorkerProviderUnlinked(provider_name=name, reason=reason):
+            return f"no longer serves provider {name} ({reason})"
+        case ProviderRoomJoined(provider_name=name, sid=sid):
+            return f"joined the room of provider {name} ({sid})"
+        case ProviderRoomLeft(provider_name=name):
+            return f"left the room of provider {name}"
+        case ProviderRegistered(worker_id=worker, by=by, content_type=content_type):
+            return f"provider registered by {by} for worker {worker} ({content_type})"
+        case ProviderRemoved(worker_id=worker, reason=reason):
+            return f"provider removed (worker {worker}): {reason}"
+        case TaskDispatched(attempt=n, executor=executor):
+            return f"claimed by the server for its {executor} executor (attempt {n})"
         case TaskStarted(worker_id=worker, attempt=n):
             return f"started by worker {worker} (attempt {n})"
         case TaskCompleted(worker_id=worker, attempt=n):
@@ -295,8 +376,10 @@ def summarize(event: Event) -> str:
             )
         case TaskCancelled(attempt=n, error=error, by=by):
             return f"cancelled by {by} (attempt {n})" + (f": {error}" if error else "")
-        case TaskRequeued(worker_id=worker, attempt=n, reason=reason, was_running=running):
+        case TaskRequeued(worker_id=worker, attempt=n, reason=reason, was_running=running, by=by):
             state = "running" if running else "claimed"
+            if by is not None:  # an operator's: the reason names who and why
+                return f"{reason} (attempt {n} of worker {worker} was {state})"
             return f"requeued: worker {worker} {reason} (attempt {n} was {state})"
         case TaskReportRejected(requested=req, attempt=n, worker_id=worker, current_attempt=cur):
             return (

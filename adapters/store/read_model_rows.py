@@ -11,19 +11,22 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
-from workerledger.core import JobState, Stream, StreamKind, TaskState, WorkerState
+from workerledger.core import JobState, ProviderState, Stream, StreamKind, TaskState, WorkerState
 
 from ..ports import StoreError
 from ..projection import Projection
 from .json_codec import FREE_JSON, dumps, model_json, validate_json
 
-Rows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
-Entity = WorkerState | JobState | TaskState
-MODELS: dict[str, type[WorkerState] | type[JobState] | type[TaskState]] = {
+Row = dict[str, Any]
+Rows = tuple[list[Row], list[Row], list[Row], list[Row]]  # workers, jobs, tasks, providers
+Entity = WorkerState | JobState | TaskState | ProviderState
+MODELS: dict[str, type[Entity]] = {
     "worker": WorkerState,
     "job": JobState,
     "task": TaskState,
+    "provider": ProviderState,
 }
+NAMED = ("job", "provider")  # kinds keyed by full name, with a version and no seq
 
 
 class UnstorableRowError(StoreError):
@@ -41,13 +44,14 @@ def decode_state(kind: str, text: str) -> Entity:
 
 def read_row(failures: list[str], kind: str, row: Any) -> Entity | None:
     """The entity of one table row, or None after noting in `failures` why it is unusable."""
-    key = row.full_name if kind == "job" else row.id
+    key = row.full_name if kind in NAMED else row.id
     try:
-        numbers = (row.version,) if kind == "job" else (row.version, row.seq)
+        numbers = (row.version,) if kind in NAMED else (row.version, row.seq)
         if not all(isinstance(n, int) for n in numbers):
             raise ValueError(f"version/seq {numbers!r} are not integers")
         entity = decode_state(kind, row.state)
-        if (entity.full_name if isinstance(entity, JobState) else entity.id) != key:
+        own = entity.full_name if isinstance(entity, JobState | ProviderState) else entity.id
+        if own != key:
             raise ValueError("the state belongs to another entity")
     except Exception as error:
         lines = str(error).strip().splitlines()
@@ -63,10 +67,14 @@ def rows_of(view: Projection, streams: Iterable[str] | None) -> Rows:
             *(Stream.worker(k).text for k in view.workers),
             *(Stream.job(k).text for k in view.jobs),
             *(Stream.task(k).text for k in view.tasks),
+            *(Stream.provider(k).text for k in view.providers),
         ]
     order = {worker_id: i for i, worker_id in enumerate(view.registration_order())}
     seq = view.submission_positions()
-    workers, jobs, tasks = [], [], []
+    workers: list[Row] = []
+    jobs: list[Row] = []
+    tasks: list[Row] = []
+    providers: list[Row] = []
     for stream in streams:
         subject = Stream.parse(stream)
         kind, key = subject.kind, subject.key
@@ -89,7 +97,13 @@ def rows_of(view: Projection, streams: Iterable[str] | None) -> Rows:
                 {"id": key, "seq": seq[key], "version": version,
                  "job_name": t.job_name, "status": t.status.value, "state": _encode(stream, t)}
             )  # fmt: skip
-    return workers, jobs, tasks
+        elif kind == "provider" and key in view.providers:
+            p = view.providers[key]
+            providers.append(
+                {"full_name": key, "version": version, "room_id": p.room_id,
+                 "state": _encode(stream, p)}
+            )  # fmt: skip
+    return workers, jobs, tasks, providers
 
 
 def _encode(stream: str, entity: BaseModel) -> str:
@@ -108,6 +122,7 @@ def verify_rows(view: Projection, rows: Rows) -> None:
         ("worker", view.workers, rows[0], "id"),
         ("job", view.jobs, rows[1], "full_name"),
         ("task", view.tasks, rows[2], "id"),
+        ("provider", view.providers, rows[3], "full_name"),
     ):
         for row in kind_rows:
             stream = Stream(StreamKind(kind), row[key]).text
@@ -145,6 +160,7 @@ def differences(stored: Projection, rebuilt: Projection) -> list[str]:
         ("worker", stored.workers, rebuilt.workers),
         ("job", stored.jobs, rebuilt.jobs),
         ("task", stored.tasks, rebuilt.tasks),
+        ("provider", stored.providers, rebuilt.providers),
     ):
         for key in sorted(mine.keys() | theirs.keys()):
             a, b = mine.get(key), theirs.get(key)

@@ -1,9 +1,9 @@
-"""The durable form of the Projection: SQL tables of workers, jobs and tasks + a position.
+"""The durable form of the Projection: SQL tables of its entities + a position.
 
 The in-memory `Projection` stays the query engine of every host. These tables are
 its checkpoint, in the same database as the log:
 
-- `workerledger_rm_workers/jobs/tasks`: one row per entity (its state as JSON, its
+- `workerledger_rm_workers/jobs/tasks/providers`: one row per entity (its state as JSON, its
   stream version, its order: worker registration index, task submission position)
   and `workerledger_rm_tracking`: the log position the rows reflect.
 - Invariant: the rows equal the fold of the log up to the tracking position
@@ -38,13 +38,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from workerledger.core import JobState, TaskState, WorkerState
+from workerledger.core import JobState, ProviderState, TaskState, WorkerState
 
 from ..ports import EventStore, StoredEvent, StoreError
 from ..projection import Projection
 from ..service import LedgerService
-from .read_model_rows import differences, read_row, rows_of, verify_rows
-from .tables import READ_MODEL, rm_jobs, rm_tasks, rm_tracking, rm_workers
+from .read_model_rows import Rows, differences, read_row, rows_of, verify_rows
+from .tables import READ_MODEL, rm_jobs, rm_providers, rm_tasks, rm_tracking, rm_workers
 
 Progress = Callable[[int, int], None]  # (position reached, head of the log)
 MAX_DIFFERENCES = 50
@@ -151,14 +151,21 @@ class ReadModelTables:
                 for row in conn.execute(select(rm_tasks).order_by(rm_tasks.c.seq))
                 if isinstance(task := read_row(failures, "task", row), TaskState)
             ]
-        return TrackedProjection.restore(position=position, workers=workers, jobs=jobs, tasks=tasks)
+            providers = [
+                (provider, row.version)
+                for row in conn.execute(select(rm_providers))
+                if isinstance(provider := read_row(failures, "provider", row), ProviderState)
+            ]
+        return TrackedProjection.restore(
+            position=position, workers=workers, jobs=jobs, tasks=tasks, providers=providers
+        )
 
     # --- writing --------------------------------------------------------------------
 
     def checkpoint(self, view: Projection) -> bool:
         """Write what `view` changed; False if the tables were already as far."""
         streams = view.dirty if isinstance(view, TrackedProjection) else None
-        workers, jobs, tasks = rows_of(view, streams)
+        rows = rows_of(view, streams)
         with self.engine.begin() as conn:
             moved = conn.execute(
                 update(rm_tracking)
@@ -166,7 +173,7 @@ class ReadModelTables:
                 .values(position=view.position)
             ).rowcount
             if moved:
-                self._upsert(conn, workers, jobs, tasks)
+                self._upsert(conn, rows)
         if isinstance(view, TrackedProjection):
             view.dirty.clear()
         return bool(moved)
@@ -204,9 +211,9 @@ class ReadModelTables:
                         .values(position=view.position)
                     ).rowcount
                     if moved:
-                        for table in (rm_workers, rm_jobs, rm_tasks):
+                        for table in (rm_workers, rm_jobs, rm_tasks, rm_providers):
                             conn.execute(delete(table))
-                        self._upsert(conn, *rows)
+                        self._upsert(conn, rows)
             except SQLAlchemyError as error:
                 raise StoreError(f"cannot write the read-model tables: {error}") from error
             if moved:
@@ -215,17 +222,13 @@ class ReadModelTables:
                 return
             fold_log(store, view, progress=progress)  # a host checkpointed further: catch up
 
-    def _upsert(
-        self,
-        conn: Connection,
-        workers: list[dict[str, Any]],
-        jobs: list[dict[str, Any]],
-        tasks: list[dict[str, Any]],
-    ) -> None:
+    def _upsert(self, conn: Connection, all_rows: Rows) -> None:
+        workers, jobs, tasks, providers = all_rows
         for table, rows, key in (
             (rm_workers, workers, "id"),
             (rm_jobs, jobs, "full_name"),
             (rm_tasks, tasks, "id"),
+            (rm_providers, providers, "full_name"),
         ):
             if not rows:
                 continue

@@ -100,6 +100,15 @@ rm_tasks = Table(
     Column("state", Text, nullable=False),  # TaskState as JSON
 )
 
+rm_providers = Table(
+    "workerledger_rm_providers",
+    metadata,
+    Column("full_name", String(1024), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("room_id", String(255), nullable=False, index=True),
+    Column("state", Text, nullable=False),  # ProviderState as JSON (removed ones too)
+)
+
 READ_MODEL = "main"  # the tracking row of the read model
 
 

@@ -22,18 +22,24 @@ from workerledger.core import (
     Command,
     DisconnectSid,
     DisconnectWorker,
+    DrainWorker,
     Emission,
     Emit,
     EnterRoom,
     Event,
     ExpireClaim,
     JoinJobRoom,
+    JoinProviderRoom,
     LeaveJobRoom,
+    LeaveProviderRoom,
     LeaveRoom,
     RecordHeartbeat,
     RegisterJob,
+    RegisterProvider,
     RegisterWorker,
+    RemoveProvider,
     RemoveWorker,
+    RequeueTask,
     RunningTaskPolicy,
     SubmitTask,
     SweepWorker,
@@ -57,6 +63,8 @@ def members(annotated: Any) -> set[type[BaseModel]]:
 
 # --- samples: one of each type ------------------------------------------------------
 
+PROVIDER = "room1:filesystem:disk"
+
 EVENTS: list[Event] = [
     ev.WorkerRegistered(worker_id="w1", user="alice", at=at(0)),
     ev.WorkerJobLinked(worker_id="w1", job_name=JOB, at=at(0)),
@@ -68,6 +76,7 @@ EVENTS: list[Event] = [
         worker_id="w1", sid="s2", reason="ping timeout", grace_deadline=at(33), at=at(3)
     ),
     ev.WorkerResumed(worker_id="w1", sid="s3", at=at(4)),
+    ev.WorkerDrainRequested(worker_id="w1", by="root", reason="deploy", deadline=at(64), at=at(4)),
     ev.WorkerLost(worker_id="w1", reason="grace expired", at=at(5)),
     ev.WorkerLeft(worker_id="w1", by="alice", at=at(5)),
     ev.WorkerDeleted(worker_id="w1", by="root", at=at(5)),
@@ -106,6 +115,32 @@ EVENTS: list[Event] = [
         by="alice",
         at=at(6),
     ),
+    ev.TaskDispatched(task_id="t2", attempt=1, at=at(7)),
+    ev.WorkerProviderLinked(worker_id="w1", provider_name=PROVIDER, at=at(0)),
+    ev.WorkerProviderUnlinked(worker_id="w1", provider_name=PROVIDER, reason="x", at=at(5)),
+    ev.ProviderRoomJoined(worker_id="w1", sid="s2", provider_name=PROVIDER, at=at(2)),
+    ev.ProviderRoomLeft(worker_id="w1", sid="s2", provider_name=PROVIDER, at=at(3)),
+    ev.ProviderRegistered(
+        provider_name=PROVIDER,
+        provider_id="p1",
+        room_id="room1",
+        category="filesystem",
+        name="disk",
+        schema={"type": "object"},
+        content_type="application/octet-stream",
+        worker_id="w1",
+        user="alice",
+        by="alice",
+        at=at(0),
+    ),
+    ev.ProviderRemoved(
+        provider_name=PROVIDER,
+        provider_id="p1",
+        worker_id="w1",
+        reason="deleted",
+        by="alice",
+        at=at(5),
+    ),
 ]
 
 COMMANDS: list[Command] = [
@@ -128,10 +163,12 @@ COMMANDS: list[Command] = [
     LeaveJobRoom(now=at(1), actor=ALICE, worker_id="w1", sid="s1", job_name=JOB),
     DisconnectWorker(now=at(1), worker_id="w1", sid="s1", reason="x", grace_seconds=2.5),
     SweepWorker(now=at(1), worker_id="w1", heartbeat_timeout_seconds=60),
-    RemoveWorker(now=at(1), actor=ALICE, worker_id="w1"),
+    RemoveWorker(now=at(1), actor=ALICE, worker_id="w1", reason="retired"),
+    DrainWorker(now=at(1), actor=ALICE, worker_id="w1", reason="deploy", deadline_seconds=60),
     SubmitTask(now=at(1), actor=ALICE, task_id="t1", job_name=JOB, room_id="r", payload={"a": 1}),
     ClaimTask(now=at(1), actor=ALICE, task_id="t1", worker_id="w1", request_key="k1"),
     ExpireClaim(now=at(1), task_id="t1", claim_timeout_seconds=30),
+    RequeueTask(now=at(1), actor=ALICE, task_id="t1", reason="stuck"),
     UpdateTask(
         now=at(1),
         actor=ALICE,
@@ -141,6 +178,22 @@ COMMANDS: list[Command] = [
         worker_id="w1",
         attempt=3,
     ),
+    RegisterProvider(
+        now=at(0),
+        actor=ALICE,
+        provider_id="p1",
+        room_id="room1",
+        category="filesystem",
+        name="disk",
+        schema={"type": "object"},
+        content_type="application/octet-stream",
+        worker_id="w1",
+        create_worker=True,
+        allowed_categories=("filesystem",),
+    ),
+    RemoveProvider(now=at(1), actor=ALICE, provider_name=PROVIDER, provider_id="p1"),
+    JoinProviderRoom(now=at(1), actor=ALICE, worker_id="w1", sid="s1", provider_name=PROVIDER),
+    LeaveProviderRoom(now=at(1), actor=ALICE, worker_id="w1", sid="s1", provider_name=PROVIDER),
 ]
 
 EMISSIONS: list[Emission] = [

@@ -44,17 +44,23 @@ from workerledger.core import (
     DisconnectSid,
     DisconnectWorker,
     DomainError,
+    DrainWorker,
     EnterRoom,
     Event,
     ExpireClaim,
     JoinJobRoom,
+    JoinProviderRoom,
     LeaveJobRoom,
+    LeaveProviderRoom,
     LeaveRoom,
     LedgerState,
     RecordHeartbeat,
     RegisterJob,
+    RegisterProvider,
     RegisterWorker,
+    RemoveProvider,
     RemoveWorker,
+    RequeueTask,
     RunningTaskPolicy,
     SubmitTask,
     SweepWorker,
@@ -68,6 +74,7 @@ from workerledger.core import (
     is_valid_room_id,
     job_full_name,
     room_of_job,
+    room_of_provider,
 )
 from workerledger.core import errors as err
 from workerledger.core import events as ev
@@ -80,6 +87,12 @@ JOBS = (
     ("@global", "selections", "pick"),
 )
 JOB_NAMES = tuple(job_full_name(*job) for job in JOBS)
+PROVIDERS = (
+    ("r1", "filesystem", "disk"),
+    ("r1", "frames", "src"),
+    ("@global", "filesystem", "all"),
+)
+PROVIDER_NAMES = tuple(job_full_name(*provider) for provider in PROVIDERS)
 UNKNOWN_JOB = "r9:modifiers:ghost"
 SCHEMAS: tuple[dict[str, Any], ...] = ({}, {"type": "object"})
 GRACES = (0, 10, 45)  # none, shorter and longer than the heartbeat timeout
@@ -133,6 +146,8 @@ def _claim_refusal(state: LedgerState, cmd: ClaimTask) -> Refusal:
         return None  # a resend of a claim that was made: accepted, nothing new
     if worker.status is not WorkerStatus.ONLINE:
         return err.WorkerNotOnlineError
+    if worker.draining_since is not None:
+        return err.WorkerDrainingError
     if task is None:
         return err.TaskNotFoundError
     if task.status is not TaskStatus.PENDING:
@@ -170,6 +185,18 @@ def _is_repeat(task: TaskState, cmd: UpdateTask) -> bool:
     return cmd.status is task.status and reportable and same_error and holder
 
 
+def _requeue_refusal(state: LedgerState, cmd: RequeueTask) -> Refusal:
+    """Rule 10 of decide_tasks: a held task with a worker; its owner or a superuser."""
+    task = state.tasks.get(cmd.task_id)
+    if task is None:
+        return err.TaskNotFoundError
+    if task.status not in (TaskStatus.CLAIMED, TaskStatus.RUNNING) or task.worker_id is None:
+        return err.InvalidTransitionError
+    if cmd.actor.superuser or state.workers[task.worker_id].user == cmd.actor.user:
+        return None
+    return err.ForbiddenError
+
+
 def _submit_refusal(state: LedgerState, cmd: SubmitTask) -> Refusal:
     existing = state.tasks.get(cmd.task_id)
     if existing is not None:
@@ -180,6 +207,43 @@ def _submit_refusal(state: LedgerState, cmd: SubmitTask) -> Refusal:
     if not is_valid_room_id(cmd.room_id):
         return err.InvalidRoomIdError
     return None if cmd.job_name in state.jobs else err.JobNotFoundError
+
+
+def _provider_refusal(state: LedgerState, cmd: Command) -> Refusal:
+    """The rules of core/decide_providers.py, naively."""
+    match cmd:
+        case RegisterProvider():
+            if cmd.room_id.startswith("@") and not cmd.actor.superuser:
+                return err.ForbiddenError
+            name = job_full_name(cmd.room_id, cmd.category, cmd.name)
+            existing = state.live_provider(name)
+            if existing and existing.user != cmd.actor.user and not cmd.actor.superuser:
+                return err.ForbiddenError
+            creates = cmd.worker_id not in state.workers and cmd.create_worker
+            if not creates and _worker_refusal(state, cmd.worker_id, cmd.actor):
+                return err.WorkerNotFoundError
+            return None
+        case RemoveProvider():
+            provider = state.live_provider(cmd.provider_name)
+            if provider is None or provider.id != cmd.provider_id:
+                return err.ProviderNotFoundError
+            mine = provider.user == cmd.actor.user or cmd.actor.superuser
+            return None if mine else err.ForbiddenError
+        case JoinProviderRoom():
+            if refusal := _worker_refusal(state, cmd.worker_id, cmd.actor):
+                return refusal
+            if state.live_provider(cmd.provider_name) is None:
+                return err.ProviderNotFoundError
+            serves = cmd.provider_name in state.workers[cmd.worker_id].providers
+            return None if serves else err.ForbiddenError
+        case LeaveProviderRoom():
+            if refusal := _worker_refusal(state, cmd.worker_id, cmd.actor):
+                return refusal
+            worker = state.workers[cmd.worker_id]
+            if worker.sid != cmd.sid:
+                return err.StaleSessionError
+            return None if cmd.provider_name in worker.provider_rooms else err.NotInRoomError
+    raise AssertionError(f"no provider model for {cmd!r}")
 
 
 def refusal(state: LedgerState, command: Command) -> Refusal:
@@ -212,7 +276,7 @@ def refusal(state: LedgerState, command: Command) -> Refusal:
             return None if current == command.sid else err.StaleSessionError
         case SweepWorker():
             return None if command.worker_id in state.workers else err.WorkerNotFoundError
-        case RemoveWorker():
+        case RemoveWorker() | DrainWorker():
             if command.actor.superuser:
                 return _worker_refusal(state, command.worker_id, None)
             return _worker_refusal(state, command.worker_id, command.actor)
@@ -224,6 +288,10 @@ def refusal(state: LedgerState, command: Command) -> Refusal:
             return _claim_refusal(state, command)
         case UpdateTask():
             return _update_refusal(state, command)
+        case RequeueTask():
+            return _requeue_refusal(state, command)
+        case RegisterProvider() | RemoveProvider() | JoinProviderRoom() | LeaveProviderRoom():
+            return _provider_refusal(state, command)
     raise AssertionError(f"no model for {command!r}")
 
 
@@ -348,6 +416,11 @@ class LedgerMachine(RuleBasedStateMachine):
                     task = before.tasks[new.task_id]
                     assert task.status is TaskStatus.RUNNING
                     assert (new.attempt, new.worker_id) == (task.attempt, task.worker_id)
+                case ev.WorkerLeft(reason=reason) if reason and reason.startswith("drained"):
+                    drained = decision.state.workers[new.worker_id]
+                    assert drained.draining_since is not None and drained.tasks == frozenset()
+                    assert new.by == drained.drained_by
+                    event("drained worker ended")
         if isinstance(command, UpdateTask):  # an accepted report names the current claim
             task = before.tasks[command.task_id]
             assert command.attempt in (None, task.attempt)
@@ -357,16 +430,17 @@ class LedgerMachine(RuleBasedStateMachine):
         """Every claim of a worker that ends is released exactly once, by policy."""
         ends = [new for new in events if isinstance(new, ENDS)]
         assert len(ends) <= 1
+        # a report, lease expiry or requeue releases its task before a drained end
+        let_go = {new.task_id for new in events if isinstance(new, ev.WorkerTaskReleased)}
         held = {
             task_id: end.worker_id
             for end in ends
-            for task_id in before.workers[end.worker_id].tasks
+            for task_id in before.workers[end.worker_id].tasks - let_go
         }
         released = [
             new
             for new in events
-            if isinstance(new, ev.TaskRequeued | ev.TaskFailed)
-            and not (isinstance(new, ev.TaskRequeued) and new.reason == "claim-timeout")
+            if isinstance(new, ev.TaskRequeued | ev.TaskFailed) and new.task_id not in let_go
         ]
         counts = Counter(new.task_id for new in released)
         for task_id, worker_id in held.items():
@@ -576,7 +650,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def sweep_once(self, worker: str) -> None:
         """Rule 6: only a silent ONLINE worker or an expired grace window ends a worker."""
         before, now = self.state.workers[worker], self.now()
-        if before.status is WorkerStatus.DISCONNECTED:
+        deadline = before.drain_deadline
+        if not before.is_ended and deadline is not None and now >= deadline:
+            due = True
+        elif before.status is WorkerStatus.DISCONNECTED:
             assert before.grace_deadline is not None
             due = now >= before.grace_deadline
         else:
@@ -587,6 +664,8 @@ class LedgerMachine(RuleBasedStateMachine):
         again = self.run(command)  # sweeps are idempotent
         assert again is not None and again.events == ()
         swept = self.state.workers[worker]
+        if swept.drain_deadline is not None and not swept.is_ended:
+            assert self.now() < swept.drain_deadline
         if swept.status is WorkerStatus.DISCONNECTED:
             assert swept.grace_deadline is not None and self.now() < swept.grace_deadline
         elif swept.status is WorkerStatus.ONLINE:
@@ -770,7 +849,7 @@ class LedgerMachine(RuleBasedStateMachine):
             )
             self.run(command, must_fail=(err.StaleAttemptError,))
 
-    @rule(worker=workers, task=tasks, kind=st.integers(0, 4), as_root=st.booleans())
+    @rule(worker=workers, task=tasks, kind=st.integers(0, 5), as_root=st.booleans())
     def act_as_someone_else(self, worker: str, task: str, kind: int, as_root: bool) -> None:
         """Another user (or a superuser: not exempt, except from removing) acts for a worker."""
         actor, now = self.other(worker), self.now()
@@ -785,10 +864,11 @@ class LedgerMachine(RuleBasedStateMachine):
             LeaveJobRoom(now=now, actor=actor, worker_id=worker, sid=sid, job_name=job),
             ClaimTask(now=now, actor=actor, task_id=task, worker_id=worker),
             RemoveWorker(now=now, actor=actor, worker_id=worker),
+            DrainWorker(now=now, actor=actor, worker_id=worker, reason="not mine"),
         ]
         self.run(commands[kind], must_fail=(err.ForbiddenError, err.WorkerNotFoundError))
 
-    @rule(worker=gone, kind=st.integers(0, 5))
+    @rule(worker=gone, kind=st.integers(0, 6))
     def use_a_removed_worker(self, worker: str, kind: int) -> None:
         actor, now = self.owner(worker), self.now()
         commands: list[Command] = [
@@ -798,6 +878,7 @@ class LedgerMachine(RuleBasedStateMachine):
             RemoveWorker(now=now, actor=SYSTEM, worker_id=worker),
             ClaimTask(now=now, actor=actor, task_id="t-any", worker_id=worker),
             self.register_job(worker, actor, 0, 0),
+            DrainWorker(now=now, actor=actor, worker_id=worker, reason="gone"),
         ]
         self.run(commands[kind], must_fail=(err.WorkerNotFoundError,))
 
@@ -823,7 +904,168 @@ class LedgerMachine(RuleBasedStateMachine):
             must_fail=(err.WorkerNotFoundError, err.TaskNotFoundError, err.JobNotFoundError),
         )
 
+    # --- operator commands ------------------------------------------------------------
+
+    @rule(
+        worker=workers,
+        pick=st.integers(-1, 7),
+        by=st.sampled_from(("owner", "other", "root")),
+        deadline=st.sampled_from((None, 0, 5, 20)),
+    )
+    def drain(self, worker: str, pick: int, by: str, deadline: int | None) -> None:
+        """Drain (preferably a worker holding tasks): no claims, ends once it holds nothing."""
+        busy = self.workers_where(lambda w: not w.is_ended and w.tasks)
+        worker = self.steer(worker, busy or self.workers_where(lambda w: not w.is_ended), pick)
+        actor = {"owner": self.owner(worker), "other": self.other(worker), "root": ROOT}[by]
+        before = self.state.workers[worker]
+        command = DrainWorker(
+            now=self.now(), actor=actor, worker_id=worker, reason="deploy",
+            deadline_seconds=deadline,
+        )  # fmt: skip
+        decision = self.run(command)
+        if decision is None:
+            return
+        after = self.state.workers[worker]
+        if before.draining_since is not None:
+            assert decision.events == ()  # a second drain records nothing
+        elif before.tasks:
+            assert after.tasks == before.tasks and after.status is before.status
+            event("drained while holding")
+            pending = self.tasks_where(lambda t: t.status is TaskStatus.PENDING)
+            claim = ClaimTask(
+                now=self.now(), actor=self.owner(worker), task_id=(pending or ["t-any"])[0],
+                worker_id=worker,
+            )  # fmt: skip
+            self.run(claim, must_fail=(err.WorkerDrainingError, err.WorkerNotOnlineError))
+        else:
+            assert after.status is WorkerStatus.LEFT  # idle: ended at once
+        assert after.rooms == frozenset()
+
+    @precondition(lambda self: self.tasks_where(lambda t: t.status.is_held))
+    @rule(task=tasks, pick=st.integers(-1, 7), by=st.sampled_from(("holder", "submitter", "root")))
+    def requeue(self, task: str, pick: int, by: str) -> None:
+        """An operator requeue: back to PENDING, the old attempt fenced."""
+        task = self.steer(task, self.tasks_where(lambda t: t.status.is_held), pick)
+        before = self.state.tasks[task]
+        actor = ACTORS["root"] if by == "root" else ACTORS[before.submitted_by]
+        if by == "holder" and before.worker_id is not None:
+            actor = self.owner(before.worker_id)
+        command = RequeueTask(now=self.now(), actor=actor, task_id=task, reason="stuck")
+        if self.run(command) is None:
+            return
+        after = self.state.tasks[task]
+        assert (after.status, after.worker_id) == (TaskStatus.PENDING, None)
+        assert (after.attempt, after.losses) == (before.attempt, before.losses)
+        if before.worker_id is not None:  # a late report of the old attempt is stale
+            late = UpdateTask(
+                now=self.now(), actor=self.owner(before.worker_id), task_id=task,
+                status=TaskStatus.COMPLETED, worker_id=before.worker_id, attempt=before.attempt,
+            )  # fmt: skip
+            self.run(late, must_fail=(err.StaleAttemptError,))
+
     # --- invariants -------------------------------------------------------------------
+
+    @invariant()
+    def a_draining_worker_claims_nothing_after_its_drain(self) -> None:
+        drained: set[str] = set()
+        for new in self.log:
+            if isinstance(new, ev.WorkerDrainRequested):
+                drained.add(new.worker_id)
+            elif isinstance(new, ev.WorkerTaskAssigned):
+                assert new.worker_id not in drained, f"{new.worker_id} claimed while draining"
+
+    @invariant()
+    def a_draining_worker_holds_something_until_it_ends(self) -> None:
+        for worker in self.state.workers.values():
+            if worker.draining_since is None:
+                continue
+            assert worker.rooms == frozenset()
+            if worker.is_ended:
+                assert worker.tasks == frozenset()
+            else:
+                assert worker.tasks, f"{worker.id} drains holding nothing but did not end"
+
+    # --- providers --------------------------------------------------------------------
+
+    @rule(
+        worker=workers,
+        provider=st.integers(0, len(PROVIDERS) - 1),
+        by=st.sampled_from(("owner", "other", "root")),
+        schema=st.integers(0, len(SCHEMAS) - 1),
+        create=st.booleans(),
+    )
+    def register_provider(
+        self, worker: str, provider: int, by: str, schema: int, create: bool
+    ) -> None:
+        actor = {"owner": self.owner(worker), "other": self.other(worker), "root": ROOT}[by]
+        room, category, name = PROVIDERS[provider]
+        command = RegisterProvider(
+            now=self.now(), actor=actor, provider_id=self.fresh("p"), room_id=room,
+            category=category, name=name, schema=SCHEMAS[schema],
+            worker_id=self.fresh("w") if create else worker, create_worker=create,
+        )  # fmt: skip
+        before = self.state.live_provider(job_full_name(room, category, name))
+        decision = self.run(command)
+        if decision is not None and before is not None:
+            assert decision.state.providers[before.full_name].id == before.id  # upsert keeps it
+
+    @rule(
+        provider=st.integers(0, len(PROVIDERS) - 1),
+        by=st.sampled_from(("owner", "other", "root")),
+        right_id=st.booleans(),
+    )
+    def remove_provider(self, provider: int, by: str, right_id: bool) -> None:
+        name = PROVIDER_NAMES[provider]
+        current = self.state.providers.get(name)
+        owner = ACTORS.get(current.user, ROOT) if current else ALICE
+        other = BOB if owner.user != "bob" else ALICE
+        command = RemoveProvider(
+            now=self.now(),
+            actor={"owner": owner, "other": other, "root": ROOT}[by],
+            provider_name=name,
+            provider_id=current.id if current and right_id else "p-never",
+        )
+        self.run(command)
+
+    def provider_for(self, worker: str, pick: int) -> str:
+        served = sorted(self.state.workers[worker].providers)
+        return served[pick % len(served)] if pick >= 0 and served else PROVIDER_NAMES[pick % 3]
+
+    @rule(worker=workers, pick=st.integers(-1, 7), new_sid=st.booleans())
+    def join_provider_room(self, worker: str, pick: int, new_sid: bool) -> None:
+        worker = self.steer(worker, self.workers_where(lambda w: bool(w.providers)), pick)
+        current = self.state.workers[worker].sid
+        sid = self.connect(worker) if new_sid or current is None else current
+        command = JoinProviderRoom(
+            now=self.now(), actor=self.owner(worker), worker_id=worker, sid=sid,
+            provider_name=self.provider_for(worker, pick),
+        )  # fmt: skip
+        self.run(command)
+
+    @rule(worker=workers, pick=st.integers(-1, 7), stale=st.booleans())
+    def leave_provider_room(self, worker: str, pick: int, stale: bool) -> None:
+        worker = self.steer(worker, self.workers_where(lambda w: bool(w.provider_rooms)), pick)
+        state = self.state.workers[worker]
+        rooms = sorted(state.provider_rooms)
+        name = rooms[pick % len(rooms)] if rooms and pick >= 0 else PROVIDER_NAMES[pick % 3]
+        sid = self.stale_sid(worker) if stale or state.sid is None else state.sid
+        command = LeaveProviderRoom(
+            now=self.now(), actor=self.owner(worker), worker_id=worker, sid=sid,
+            provider_name=name,
+        )  # fmt: skip
+        self.run(command)
+
+    @invariant()
+    def providers_live_exactly_as_long_as_their_workers(self) -> None:
+        for provider in self.state.providers.values():
+            worker = self.state.workers.get(provider.worker_id)
+            serving = worker is not None and provider.full_name in worker.providers
+            assert provider.is_live == (serving and worker is not None and not worker.is_ended)
+        for worker in self.state.workers.values():
+            assert worker.provider_rooms <= worker.providers
+            for name in worker.providers:
+                live = self.state.live_provider(name)
+                assert live is not None and live.worker_id == worker.id
 
     @invariant()
     def replaying_the_log_rebuilds_the_state(self) -> None:
@@ -862,6 +1104,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert worker.rooms <= worker.jobs
             if worker.is_ended:
                 assert (worker.tasks, worker.rooms, worker.sid) == (frozenset(), frozenset(), None)
+                assert worker.providers == worker.provider_rooms == frozenset()
             if worker.status is WorkerStatus.DISCONNECTED:
                 assert (worker.rooms, worker.sid) == (frozenset(), None)
         for job in self.state.jobs.values():
@@ -879,6 +1122,7 @@ class LedgerMachine(RuleBasedStateMachine):
             if worker.sid is not None:
                 rooms = expected.setdefault(worker.sid, set())
                 rooms |= {room_of_job(job) for job in worker.rooms}
+                rooms |= {room_of_provider(name) for name in worker.provider_rooms}
         for sid in set(self.members) | set(expected):
             assert self.members.get(sid, set()) == expected.get(sid, set()), sid
 

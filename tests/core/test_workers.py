@@ -565,7 +565,12 @@ def test_ending_a_worker_fails_a_running_task_by_default() -> None:
     state = fold([*ONE_WORKER, submitted(), *claimed(running=True)])
     decision = handle(state, remove(ALICE))
     assert decision.events[1] == ev.TaskFailed(
-        task_id="t1", worker_id="w1", attempt=1, error="worker left", by="@system", at=at(5)
+        task_id="t1",
+        worker_id="w1",
+        attempt=1,
+        error="Worker disconnected (worker left)",
+        by="@system",
+        at=at(5),
     )
     assert decision.state.tasks["t1"].status is TaskStatus.FAILED
     assert decision.emissions == (status_event(decision.state.tasks["t1"]), JOBS_INVALIDATE)
@@ -598,7 +603,7 @@ def test_requeue_policy_requeues_a_running_task_until_its_loss_budget_is_used_up
         task_id="t1",
         worker_id="w2",
         attempt=2,
-        error="worker heartbeat timeout; lost 2 times, budget exhausted",
+        error="Worker disconnected (worker heartbeat timeout; lost 2 times, budget exhausted)",
         by="@system",
         at=at(200),
     )
@@ -617,7 +622,7 @@ def test_requeue_policy_with_no_loss_budget_fails_a_running_task() -> None:
         task_id="t1",
         worker_id="w1",
         attempt=1,
-        error="worker left; lost 1 times, budget exhausted",
+        error="Worker disconnected (worker left; lost 1 times, budget exhausted)",
         by="@system",
         at=at(5),
     )

@@ -79,7 +79,19 @@ def test_the_openapi_document_follows_the_settings(tmp_path):
     assert job_name["maxLength"] == 16 + 64 + 20 + 2  # room:category:name
     # and every refusal is declared, problem+json where ours, FastAPI's shape where not
     responses = register["responses"]
-    assert set(responses) == {"200", "201", "400", "401", "403", "404", "409", "413", "422", "503"}
+    assert set(responses) == {
+        "200",
+        "201",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "422",
+        "423",
+        "503",
+    }
     assert set(responses["422"]["content"]) == {"application/json", "application/problem+json"}
     assert set(responses["401"]["content"]) == {"application/json"}
     assert set(responses["413"]["content"]) == {"application/problem+json"}

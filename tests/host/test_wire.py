@@ -24,14 +24,15 @@ async def test_worker_routes(start_host):
     created = await api.post("/workers")
     assert created.status_code == 201
     worker = created.json()
-    assert set(worker) == {"id", "last_heartbeat"}
+    fields = {"id", "last_heartbeat", "draining", "drain_deadline"}  # + the drain extension
+    assert set(worker) == fields
     utc(worker["last_heartbeat"])
     beat = await api.patch(f"/workers/{worker['id']}")
-    assert beat.status_code == 200 and set(beat.json()) == {"id", "last_heartbeat"}
+    assert beat.status_code == 200 and set(beat.json()) == fields
     listing = (await api.get("/workers", params={"limit": 1, "offset": 0})).json()
     assert listing == {
         "items": [{"id": worker["id"], "last_heartbeat": beat.json()["last_heartbeat"],
-                   "job_count": 0}],
+                   "job_count": 0, "draining": False, "drain_deadline": None}],
         "total": 1, "limit": 1, "offset": 0,
     }  # fmt: skip
     deleted = await api.delete(f"/workers/{worker['id']}")
@@ -89,6 +90,8 @@ async def test_job_routes(start_host):
         "id",
         "last_heartbeat",
         "job_count",
+        "draining",
+        "drain_deadline",
     }
 
 

@@ -16,9 +16,14 @@ from workerledger.core import (
     Actor,
     ClaimTask,
     DisconnectWorker,
+    DrainWorker,
     JoinJobRoom,
+    JoinProviderRoom,
     LeaveJobRoom,
+    LeaveProviderRoom,
     RegisterJob,
+    RegisterProvider,
+    RemoveProvider,
     RemoveWorker,
     RunningTaskPolicy,
     SubmitTask,
@@ -120,6 +125,7 @@ def rich_scenario(service: LedgerService) -> None:
     register(service, "w2", 1)
     join(service, "w1", "s1", 2)
     join(service, "w1", "s1b", 3)  # ConnectionAttached with previous_sid
+    providers(service, 3)
     for i in range(5):
         submit(service, f"t{i}", 4)
     claim(service, "w1", "t0", 5)
@@ -145,6 +151,63 @@ def rich_scenario(service: LedgerService) -> None:
     service.execute(LeaveJobRoom(now=at(105), actor=ALICE, worker_id="w3", sid="s3", job_name=JOB))
     remove(service, "w3", 106)  # WorkerLeft
     remove(service, "w2", 107, actor=ADMIN)  # WorkerDeleted (requeues t3 again)
+    internal_task(service, 108)
+    drained(service, 109)
+
+
+PROVIDER = f"{ROOM}:filesystem:disk"
+
+
+def providers(service: LedgerService, now: float) -> None:
+    """Every provider event: register, join and leave its room, move one to another
+    worker, delete it; w1's provider `disk` stays until w1's end removes it."""
+
+    def provider(name: str, worker_id: str, provider_id: str) -> RegisterProvider:
+        return RegisterProvider(
+            now=at(now), actor=ALICE, provider_id=provider_id, room_id=ROOM,
+            category="filesystem", name=name, worker_id=worker_id,
+        )  # fmt: skip
+
+    service.execute(provider("disk", "w1", "p1"))
+    rooms = {"actor": ALICE, "worker_id": "w1", "sid": "s1b", "provider_name": PROVIDER}
+    service.execute(JoinProviderRoom(now=at(now), **rooms))
+    service.execute(LeaveProviderRoom(now=at(now), **rooms))
+    service.execute(JoinProviderRoom(now=at(now), **rooms))
+    service.execute(provider("frames", "w1", "p2"))
+    service.execute(provider("frames", "w2", "p3"))  # moved: WorkerProviderUnlinked
+    frames = f"{ROOM}:filesystem:frames"
+    service.execute(
+        RemoveProvider(now=at(now), actor=ALICE, provider_name=frames, provider_id="p2")
+    )
+
+
+def drained(service: LedgerService, now: float) -> None:
+    """An operator drain: w4 runs t5, is drained (WorkerDrainRequested), completes t5
+    and so ends (WorkerLeft "drained: ...") in the decision of that report."""
+    register(service, "w4", now)
+    submit(service, "t5", now)
+    claim(service, "w4", "t5", now)
+    report(service, "t5", TaskStatus.RUNNING, now)
+    service.execute(
+        DrainWorker(now=at(now), actor=ADMIN, worker_id="w4", reason="deploy", deadline_seconds=60)
+    )
+    report(service, "t5", TaskStatus.COMPLETED, now + 1)
+
+
+def internal_task(service: LedgerService, now: float) -> None:
+    """A task of an `@internal` job: claimed by the server (TaskDispatched)."""
+    service.execute(
+        RegisterJob(
+            now=at(now), actor=ADMIN, room_id="@internal", category="modifiers", name="calc",
+            worker_id="w9", create_worker=True,
+        )
+    )  # fmt: skip
+    service.execute(
+        SubmitTask(
+            now=at(now), actor=ALICE, task_id="t9", job_name="@internal:modifiers:calc",
+            room_id=ROOM,
+        )
+    )  # fmt: skip
 
 
 def claim_all(url: str, worker_id: str, barrier: Any, out: Any) -> None:

@@ -61,7 +61,7 @@ def test_a_worker_history_tells_its_life_and_what_its_end_caused(store: EventSto
     ]
     assert [(r.task_id, r.outcome, r.reason) for r in history.caused] == [
         ("t2", "requeued", "grace expired"),
-        ("t3", "failed", "worker grace expired"),
+        ("t3", "failed", "Worker disconnected (worker grace expired)"),
     ]
     json.loads(history.model_dump_json())  # JSON-ready
 
