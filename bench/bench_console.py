@@ -37,7 +37,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ from workerledger.core import (
     UpdateTask,
 )
 
+from bench.bench_growth import timed_ms
 from bench.report import machine_description, results_dir
 
 CHROMIUM = os.environ.get("WORKERLEDGER_CHROMIUM", "/usr/bin/chromium")
@@ -168,15 +168,6 @@ class Host:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
-
-
-def timed_ms(fn: Callable[[], object], repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
 
 
 def row(figure: str, runs: list[float], note: str) -> Row:

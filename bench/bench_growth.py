@@ -53,7 +53,7 @@ def _service_with_queue(url: str, pending: int) -> LedgerService:
     return service
 
 
-def _timed_ms(fn: Callable[[], object], repeat: int) -> list[float]:
+def timed_ms(fn: Callable[[], object], repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -77,7 +77,7 @@ def claim_and_cleanup(tmp: str, sizes: list[int], repeat: int) -> list[Row]:
         print(f"growth: queue of {pending:,} pending tasks ...", flush=True)
         service = _service_with_queue(f"sqlite:///{tmp}/q{pending}.db", pending)
         claim = ClaimTask(now=T0 + timedelta(hours=1), actor=ALICE, task_id="", worker_id="w0")
-        times = _timed_ms(lambda s=service, c=claim: s.claim_next(c), repeat)
+        times = timed_ms(lambda s=service, c=claim: s.claim_next(c), repeat)
         rows.append(_row(f"claim latency, {pending:,} pending tasks", times, "claim_next"))
         cleanup: list[float] = []
         for n in range(repeat // 10 or 1):
@@ -89,7 +89,7 @@ def claim_and_cleanup(tmp: str, sizes: list[int], repeat: int) -> list[Row]:
             for _ in range(10):
                 service.claim_next(claim.model_copy(update={"worker_id": worker}))
             remove = RemoveWorker(now=T0 + timedelta(hours=2), actor=ALICE, worker_id=worker)
-            cleanup += _timed_ms(lambda s=service, r=remove: s.execute(r), 1)
+            cleanup += timed_ms(lambda s=service, r=remove: s.execute(r), 1)
         note = "RemoveWorker of a worker holding 10 claimed tasks (requeued)"
         rows.append(_row(f"worker cleanup, {pending:,} tasks in the system", cleanup, note))
         service.close()
@@ -102,7 +102,7 @@ def history_growth(tmp: str, lengths: list[int], repeat: int) -> list[Row]:
         print(f"growth: history of {length:,} events ...", flush=True)
         store = open_store(f"sqlite:///{tmp}/h{length}.db")
         long_worker(store, length)
-        times = _timed_ms(lambda store=store: worker_history(store, "w0"), repeat)
+        times = timed_ms(lambda store=store: worker_history(store, "w0"), repeat)
         note = "worker_history (timeline + state), snapshots every 100 versions"
         rows.append(_row(f"history load, {length:,} events", times, note))
         store.close()

@@ -188,18 +188,7 @@ class ProviderRegistry:
     # -- rooms ---------------------------------------------------------------
 
     def join(self, provider: RegisteredProvider) -> None:
-        s = self.session
-        worker_id = s.worker_id
-        if s.link is None or worker_id is None:
-            return
-        data = {"provider_name": provider.full_name, "worker_id": worker_id}
-        try:
-            s.link.call("join_provider_room", data, s.ack_timeout)
-        except AckError as error:
-            if error.code == "worker-not-found":
-                s.worker_gone(worker_id, "join_provider_room")
-            else:
-                logger.warning("join_provider_room %s refused: %s", provider.full_name, error)
+        self.session.join_room("join_provider_room", "provider_name", provider.full_name)
 
     def announce(self, worker_id: str | None) -> None:
         """Join every provider room for `worker_id` (after each (re)connect)."""

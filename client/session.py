@@ -172,19 +172,24 @@ class Session:
     # -- rooms ---------------------------------------------------------------
 
     def join(self, job: Job) -> None:
+        if self.join_room("join_job_room", "job_name", job.full_name):
+            self.wake.set()
+
+    def join_room(self, event: str, key: str, name: str) -> bool:
+        """Send `event` `{key: name, worker_id}` and wait for its ack; False when there is
+        no connection or worker yet, or the host refused (a lost worker is handled)."""
         worker_id = self.worker_id
         if self.link is None or worker_id is None:
-            return
-        data = {"job_name": job.full_name, "worker_id": worker_id}
+            return False
         try:
-            self.link.call("join_job_room", data, self.ack_timeout)
+            self.link.call(event, {key: name, "worker_id": worker_id}, self.ack_timeout)
         except AckError as error:
             if error.code == "worker-not-found":
-                self.worker_gone(worker_id, "join_job_room")
+                self.worker_gone(worker_id, event)
             else:
-                logger.warning("join_job_room %s refused: %s", job.full_name, error)
-        else:
-            self.wake.set()
+                logger.warning("%s %s refused: %s", event, name, error)
+            return False
+        return True
 
     def announce(self) -> None:
         """Join every job and provider room with the current worker id (after each
