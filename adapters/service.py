@@ -40,7 +40,7 @@ from workerledger.core import (
     WorkerDrainingError,
     WorkerNotOnlineError,
     handle,
-    room_of_watchers,
+    invalidate,
 )
 
 from .ports import ConcurrencyError, EventStore, StoredEvent, StoreError
@@ -271,7 +271,7 @@ class LedgerService:
             task = self.view.task(event.task_id)
             job = self.view.job(task.job_name) if task is not None else None
             if job is not None and not job.workers and not self.view.pending_count(job.full_name):
-                emit = Emit(event="jobs_invalidate", data={}, to=room_of_watchers(job.room_id))
+                emit = invalidate("jobs_invalidate", job.full_name)
                 if emit not in out:
                     out.append(emit)
         return tuple(out)

@@ -42,6 +42,7 @@ from .emissions import (
     LeaveRoom,
     drain_payload,
     emissions_for,
+    invalidate,
     task_status_payload,
 )
 from .errors import (
@@ -257,6 +258,7 @@ __all__ = [
     "handle",
     "invalid_job_name_detail",
     "invalid_room_detail",
+    "invalidate",
     "is_valid_room_id",
     "job_full_name",
     "room_of_job",

@@ -16,6 +16,8 @@ Rules:
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from . import commands as c
 from . import errors as e
 from . import events as ev
@@ -58,7 +60,7 @@ def register_provider(state: LedgerState, cmd: c.RegisterProvider) -> list[ev.Ev
     if existing is not None and _unchanged(existing, cmd):
         return out
     if existing is not None and existing.worker_id != cmd.worker_id:
-        out.append(_unlink(state, existing, f"moved to worker {cmd.worker_id}", cmd))
+        out.append(_unlink(state, existing, f"moved to worker {cmd.worker_id}", cmd.now))
     out.append(
         ev.ProviderRegistered(
             provider_name=full_name,
@@ -91,13 +93,13 @@ def _unchanged(provider: ProviderState, cmd: c.RegisterProvider) -> bool:
 
 
 def _unlink(
-    state: LedgerState, provider: ProviderState, reason: str, cmd: c.Command
+    state: LedgerState, provider: ProviderState, reason: str, now: datetime
 ) -> ev.WorkerProviderUnlinked:
     worker = state.workers.get(provider.worker_id)
     if worker is None:
         raise IncompleteStateError(f"worker {provider.worker_id} of {provider.full_name}")
     return ev.WorkerProviderUnlinked(
-        worker_id=worker.id, provider_name=provider.full_name, reason=reason, at=cmd.now
+        worker_id=worker.id, provider_name=provider.full_name, reason=reason, at=now
     )
 
 
@@ -117,7 +119,7 @@ def remove_provider(state: LedgerState, cmd: c.RemoveProvider) -> list[ev.Event]
             by=cmd.actor.user,
             at=cmd.now,
         ),
-        _unlink(state, provider, reason, cmd),
+        _unlink(state, provider, reason, cmd.now),
     ]
 
 

@@ -110,10 +110,12 @@ def task_status_payload(task: TaskState, queue_position: int | None = None) -> d
     }
 
 
-def _jobs_invalidate(job_name: str) -> Emit:
-    parts = split_job_name(job_name)
-    room_id = parts[0] if parts else job_name
-    return Emit(event="jobs_invalidate", data={}, to=room_of_watchers(room_id))
+def invalidate(event: str, full_name: str) -> Emit:
+    """`jobs_invalidate` / `providers_invalidate` to the watchers of the room that a
+    job's or provider's full name (`room:category:name`) belongs to."""
+    parts = split_job_name(full_name)
+    room_id = parts[0] if parts else full_name
+    return Emit(event=event, data={}, to=room_of_watchers(room_id))
 
 
 def _task_available(task: TaskState) -> Emit:
@@ -128,12 +130,6 @@ def _leave_all(state: LedgerState, worker_id: str) -> list[Emission]:
     rooms = [room_of_job(job) for job in sorted(worker.rooms)]
     rooms += [room_of_provider(name) for name in sorted(worker.provider_rooms)]
     return [LeaveRoom(sid=worker.sid, room=room) for room in rooms]
-
-
-def _providers_invalidate(provider_name: str) -> Emit:
-    parts = split_job_name(provider_name)
-    room_id = parts[0] if parts else provider_name
-    return Emit(event="providers_invalidate", data={}, to=room_of_watchers(room_id))
 
 
 def _leave_provider_room(before: LedgerState, worker_id: str, provider_name: str) -> list[Emission]:
@@ -187,7 +183,7 @@ def _for_event(before: LedgerState, after: LedgerState, event: ev.Event) -> list
         case ev.WorkerProviderUnlinked(worker_id=worker_id, provider_name=name):
             return _leave_provider_room(before, worker_id, name)
         case ev.ProviderRegistered() | ev.ProviderRemoved():
-            return [_providers_invalidate(event.provider_name)]
+            return [invalidate("providers_invalidate", event.provider_name)]
         case ev.WorkerDisconnected() | ev.WorkerLeft():
             return _leave_all(before, event.worker_id)
         case ev.WorkerLost() | ev.WorkerDeleted():
@@ -195,7 +191,7 @@ def _for_event(before: LedgerState, after: LedgerState, event: ev.Event) -> list
             kick = [DisconnectSid(sid=worker.sid)] if worker and worker.sid else []
             return [*_leave_all(before, event.worker_id), *kick]
         case ev.JobRegistered() | ev.JobWorkerLinked() | ev.JobWorkerUnlinked():
-            return [_jobs_invalidate(event.job_name)]
+            return [invalidate("jobs_invalidate", event.job_name)]
         case ev.TaskCancelled():
             return _task_events(after, event.task_id) + _cancel_notice(before, event)
         case ev.TaskSubmitted() | ev.TaskRequeued():
