@@ -1,7 +1,11 @@
 """Ledger: the asyncio face of LedgerService, and the delivery of emissions.
 
 The eventsourcing library and SQLite are synchronous, so every command and every
-read runs on one dedicated thread (never on the event loop). Emissions are handed
+read runs on one dedicated thread (never on the event loop). Commands that arrive
+while that thread is deciding or committing wait in a queue; the next turn takes all
+of them as one group (`LedgerService.run_group`: one transaction for the group, each
+command answered after it committed). Under light load a group is one command and
+nothing waits longer than before. Emissions are handed
 to the Emitter only after `execute` returned, i.e. after the events were committed:
 persist, then deliver. If the process dies in between, the emissions are lost
 (at-most-once delivery); watchers resynchronise from the REST listings.
@@ -16,12 +20,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Protocol, TypeVar
 
 from workerledger.core import ClaimTask, Command, Decision, DomainError, Emission, LedgerState
 
+from .commit_group import Claimed, Pending
+from .ports import StoreError
 from .projection import Projection
-from .service import Claimed, LedgerService
+from .service import LedgerService
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -62,13 +69,44 @@ class Ledger:
         self.emitter = emitter
         self.observers = tuple(observers)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workerledger")
+        self._queue: list[tuple[Pending, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
+    async def _decide(self, pending: Pending) -> Decision | Claimed | None:
+        """Queue `pending` for the next group and wait until its group committed."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.append((pending, done))
+        committer = self._committer
+        if committer is None or committer.done() or committer.get_loop() is not loop:
+            self._committer = loop.create_task(self._commit_queued())
+        await asyncio.shield(done)  # a cancelled caller does not cancel its group
+        return pending.outcome()
+
+    async def _commit_queued(self) -> None:
+        """Run groups on the ledger's thread until the queue is empty."""
+        while self._queue:
+            queued, self._queue = self._queue, []
+            group = [pending for pending, _ in queued]
+            try:
+                await self._run(partial(self.service.run_group, group))
+            except Exception as error:  # not one member's outcome: the whole group's
+                for pending in group:
+                    if not pending.done:
+                        pending.fail(error)
+            finally:
+                for pending, done in queued:
+                    if not pending.done:  # cancelled mid-group (the loop is stopping)
+                        pending.fail(StoreError("the ledger stopped before this command's group"))
+                    if not done.done():
+                        done.set_result(None)
+
     async def execute(self, command: Command) -> Decision:
         try:
-            decision = await self._run(lambda: self.service.execute(command))
+            decision = await self._decide(Pending(command))
         except DomainError as error:
             if error.record:  # the service stored them before re-raising
                 recorded = Decision.model_construct(
@@ -76,12 +114,14 @@ class Ledger:
                 )
                 self.observe(recorded)
             raise
+        assert isinstance(decision, Decision)
         self.observe(decision)
         await self.deliver(decision.emissions)
         return decision
 
     async def claim_next(self, command: ClaimTask) -> Claimed | None:
-        claimed = await self._run(lambda: self.service.claim_next(command))
+        claimed = await self._decide(Pending(command, claim=True))
+        assert claimed is None or isinstance(claimed, Claimed)
         if claimed is not None:
             self.observe(claimed.decision)
             await self.deliver(claimed.decision.emissions)

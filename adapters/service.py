@@ -1,9 +1,13 @@
 """LedgerService: the one decision path. load -> decide -> append -> apply.
 
-Every adapter (Socket.IO, REST, sweeper, CLI) runs commands through `execute`.
-Within a process, commands are serialized by a lock; across processes and hosts,
-the store's expected-version check makes racing writers collide, and the loser
-catches up with the log and decides again (a bounded number of times). A decision
+Every adapter (Socket.IO, REST, sweeper, CLI) runs commands through `run_group`
+(`execute` and `claim_next` are groups of one). Within a process, commands are
+serialized by a lock, and the commands that queued up while a commit was in flight
+are decided one after another and appended in one transaction (group commit,
+commit_group.py); each is answered only after that transaction committed. Across
+processes and hosts, the store's expected-version check makes racing writers
+collide, and the loser catches up with the log and decides its whole group again
+(a bounded number of times). A decision
 that is a no-op in the new state (a second sweeper seeing the worker already lost)
 then appends nothing, which is what makes racing detectors record one transition.
 
@@ -22,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 from workerledger.core import (
     ClaimTask,
@@ -32,6 +36,8 @@ from workerledger.core import (
     Emission,
     Emit,
     Event,
+    LedgerState,
+    Stream,
     StreamKind,
     SweepWorker,
     TaskCancelled,
@@ -43,6 +49,7 @@ from workerledger.core import (
     invalidate,
 )
 
+from .commit_group import GROUP_LIMIT, Claimed, GroupPlan, Member, Pending
 from .ports import ConcurrencyError, EventStore, StoredEvent, StoreError
 from .projection import Projection
 
@@ -56,15 +63,6 @@ class ConflictRetriesExhaustedError(StoreError):
     """Other writers kept winning; the command was not applied."""
 
 
-class Claimed(NamedTuple):
-    """What a claim gave the worker: the task, the decision, and whether this was the
-    resend of an earlier claim with the same Idempotency-Key (nothing new recorded)."""
-
-    task_id: str
-    decision: Decision
-    replayed: bool
-
-
 class LedgerService:
     def __init__(
         self,
@@ -73,15 +71,21 @@ class LedgerService:
         view: Projection | None = None,
         max_attempts: int = 12,
         batch: int = 2000,
+        group_limit: int = GROUP_LIMIT,
     ) -> None:
         """`view`: where the service starts (restored from the read-model tables, see
         `store.read_models.load_view`); an empty view by default. Either way the
-        service catches up with the log before every command and query."""
+        service catches up with the log before every command and query.
+        `group_limit`: the most commands one group commit carries."""
         self.store = store
         self.view = view if view is not None else Projection()
         self.max_attempts = max_attempts
         self.batch = batch
+        self.group_limit = max(1, group_limit)
         self.conflicts = 0  # appends that lost a race (for figures and tests)
+        self.commits = 0  # appends that stored events (one per group)
+        self.events_committed = 0
+        self.commands_committed = 0  # commands whose events those appends carried
         self._lock = threading.RLock()
 
     # --- reading the log --------------------------------------------------------------
@@ -116,25 +120,11 @@ class LedgerService:
         Raises the core's DomainError when the command is illegal (after storing the
         rejection events it carries), or ConflictRetriesExhaustedError.
         """
-        with self._lock:
-            for attempt in range(self.max_attempts):
-                self.catch_up(liveness=isinstance(command, SweepWorker))
-                try:
-                    decision = handle(self.view.scope(command), command)
-                except DomainError as error:
-                    if error.record and not self._store(list(error.record)):
-                        self._back_off(attempt)
-                        continue
-                    raise
-                durable = [event for event in decision.events if event.durable]
-                if not self._store(durable):
-                    self._back_off(attempt)
-                    continue
-                self._store_liveness(decision.events)  # only heartbeats: nothing committed yet
-                return self._after_commit(decision)
-            raise ConflictRetriesExhaustedError(
-                f"{command.type} lost {self.max_attempts} races against other writers"
-            )
+        pending = Pending(command)
+        self.run_group([pending])
+        decision = pending.outcome()
+        assert isinstance(decision, Decision)
+        return decision
 
     def claim_next(self, command: ClaimTask) -> Claimed | None:
         """Claim the oldest pending task the worker can run; None if there is none.
@@ -144,29 +134,156 @@ class LedgerService:
         unknown or ended worker, or one of another user, also when the queue is empty.
         A draining worker gets None, like an empty queue (a 0.1.7 worker sees no tasks).
         """
+        pending = Pending(command, claim=True)
+        self.run_group([pending])
+        claimed = pending.outcome()
+        assert claimed is None or isinstance(claimed, Claimed)
+        return claimed
+
+    def run_group(self, pending: Sequence[Pending]) -> None:
+        """Decide and commit `pending` in as few transactions as their streams allow.
+
+        Each member ends `done` with its result or error. Members are decided in order;
+        one that depends on a stream an earlier member writes goes to the next group.
+        """
         with self._lock:
-            self.catch_up(liveness=False)
-            worker = self.view.worker(command.worker_id)
-            key = command.request_key
-            earlier = worker.claimed_under(key) if worker is not None and key else None
-            candidates = [earlier] if earlier else self.view.claim_candidates(command.worker_id)
-            for task_id in candidates or [""]:
-                try:
-                    decision = self.execute(command.model_copy(update={"task_id": task_id}))
-                except TaskNotPendingError:
-                    continue
-                except WorkerDrainingError:
-                    return None  # checked the worker: it claims nothing any more
-                except (TaskNotFoundError, WorkerNotOnlineError):
-                    if candidates:
-                        raise
-                    return None  # checked the worker; there is nothing to claim
-                if decision.events:
-                    return Claimed(task_id, decision, replayed=False)
-                # a resend: the key's claim was recorded (maybe by another host meanwhile)
-                earlier = decision.state.workers[command.worker_id].claimed_under(key or "")
-                return Claimed(earlier or task_id, decision, replayed=True)
-            return None
+            waiting = list(pending)
+            while waiting:
+                group, waiting = waiting[: self.group_limit], waiting[self.group_limit :]
+                waiting = self._commit_group(group) + waiting
+
+    def _commit_group(self, group: list[Pending]) -> list[Pending]:
+        """One transaction for what `group` decides; returns the members deferred."""
+        sweeps = any(isinstance(p.command, SweepWorker) for p in group)
+        for attempt in range(self.max_attempts):
+            self.catch_up(liveness=sweeps)
+            plan, deferred = GroupPlan(), []
+            for pending in group:
+                if not self._decide_member(plan, pending):
+                    deferred.append(pending)
+            try:
+                committed = self._store([event for event in plan.events if event.durable])
+            except StoreError as error:  # unreadable outcome: never guess
+                if len(plan.members) > 1:  # find the member it is about: each alone
+                    return self._one_by_one(plan, deferred)
+                for member in plan.members:
+                    member.pending.fail(error)
+                return deferred
+            if not committed:  # another writer won: every member is decided again
+                for pending in group:
+                    pending.reset()
+                self._back_off(attempt)
+                continue
+            self._finish(plan)
+            return deferred
+        for pending in group:
+            pending.fail(
+                ConflictRetriesExhaustedError(
+                    f"{pending.command.type} lost {self.max_attempts} races against other writers"
+                )
+            )
+        return []
+
+    def _one_by_one(self, plan: GroupPlan, deferred: list[Pending]) -> list[Pending]:
+        for member in plan.members:
+            member.pending.reset()
+            self._commit_group([member.pending])
+        return deferred
+
+    def _decide_member(self, plan: GroupPlan, pending: Pending) -> bool:
+        """Decide `pending` into `plan`; False to defer it to the next group."""
+        if pending.is_claim:
+            return self._decide_claim(plan, pending)
+        command = pending.command
+        try:
+            decision = handle(self.view.scope(command), command)
+        except DomainError as error:
+            return self._refuse(plan, pending, error)
+        except Exception as error:  # a bug in deciding one command fails that command only
+            logger.exception("deciding %s failed", command.type)
+            pending.fail(error)
+            return True
+        if plan.clashes_with(decision):
+            return False
+        plan.add(Member(pending, decision), decision.events)
+        return True
+
+    def _refuse(self, plan: GroupPlan, pending: Pending, error: DomainError) -> bool:
+        """A refusal stands only on a view no member changed (it may rest on an absence)."""
+        if plan.written:
+            return False
+        if error.record:
+            empty = Decision.model_construct(state=LedgerState(), events=(), emissions=())
+            plan.add(Member(pending, empty, refusal=error), error.record)
+        else:
+            pending.fail(error)
+        return True
+
+    def _decide_claim(self, plan: GroupPlan, pending: Pending) -> bool:
+        """`claim_next` as a group member: the oldest candidate no member touched."""
+        command = pending.command
+        assert isinstance(command, ClaimTask)
+        if plan.clashes({Stream.worker(command.worker_id).text}):
+            return False
+        worker = self.view.worker(command.worker_id)
+        key = command.request_key
+        earlier = worker.claimed_under(key) if worker is not None and key else None
+        candidates = [earlier] if earlier else self.view.claim_candidates(command.worker_id)
+        skipped = False
+        for task_id in candidates or [""]:
+            if task_id and plan.clashes({Stream.task(task_id).text}):
+                skipped = True
+                continue
+            attempt = command.model_copy(update={"task_id": task_id})
+            try:
+                decision = handle(self.view.scope(attempt), attempt)
+            except TaskNotPendingError:
+                continue
+            except WorkerDrainingError:
+                pending.succeed(None)  # checked the worker: it claims nothing any more
+                return True
+            except (TaskNotFoundError, WorkerNotOnlineError) as error:
+                if candidates:
+                    return self._refuse(plan, pending, error)
+                pending.succeed(None)  # checked the worker; there is nothing to claim
+                return True
+            except DomainError as error:
+                return self._refuse(plan, pending, error)
+            if plan.clashes_with(decision):
+                return False
+            member = Member(pending, decision, claimed_task=task_id)
+            if not decision.events:  # a resend: the key's claim is recorded already
+                member.replayed = True
+                member.claimed_task = (
+                    decision.state.workers[command.worker_id].claimed_under(key or "") or task_id
+                )
+            plan.add(member, decision.events)
+            return True
+        if skipped:
+            return False  # every candidate is another member's: try again after the commit
+        pending.succeed(None)
+        return True
+
+    def _finish(self, plan: GroupPlan) -> None:
+        """After the commit: liveness, the view's enrichments, then every member's outcome."""
+        events = plan.events
+        if any(event.durable for event in events):
+            self.commits += 1
+            self.events_committed += sum(1 for event in events if event.durable)
+            self.commands_committed += sum(
+                1 for m in plan.members if any(e.durable for e in m.decision.events) or m.refusal
+            )
+        self._store_liveness(events)  # only heartbeats: nothing committed yet
+        for member in plan.members:
+            if member.refusal is not None:
+                member.pending.fail(member.refusal)
+                continue
+            decision = self._after_commit(member.decision)
+            if member.pending.is_claim:
+                task_id = member.claimed_task
+                member.pending.succeed(Claimed(task_id, decision, replayed=member.replayed))
+            else:
+                member.pending.succeed(decision)
 
     def _store(self, events: Sequence[Event]) -> bool:
         """Append `events`; False when another writer won (the caller decides again)."""

@@ -1,0 +1,112 @@
+"""Group commit: what one store transaction carries for several commands.
+
+Commands that arrive while a commit is in flight are decided one after another on the
+committed view and appended together in one transaction (`LedgerService.run_group`).
+Deciding on the committed view is only right for a command whose inputs no earlier
+member of the group changed, so a `GroupPlan` keeps the streams the group writes and
+a command that reads or writes one of them waits for the next group (it is *deferred*,
+never decided on a stale view). A refusal is only kept while nothing is written yet:
+it may rest on the absence of something an earlier member creates.
+
+The members' outcomes are set only after the group committed (or, for a refusal that
+records nothing, at once). A failed group is decided again as a whole, so no member is
+half-applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from workerledger.core import ClaimTask, Command, Decision, DomainError, Event, LedgerState, Stream
+
+GROUP_LIMIT = 64  # commands per transaction; the rest wait for the next group
+
+
+class Claimed(NamedTuple):
+    """What a claim gave the worker: the task, the decision, and whether this was the
+    resend of an earlier claim with the same Idempotency-Key (nothing new recorded)."""
+
+    task_id: str
+    decision: Decision
+    replayed: bool
+
+
+@dataclass(eq=False)
+class Pending:
+    """One command waiting for its group: `execute` (a Decision) or, with `claim`, a
+    `claim_next` (a Claimed or None). `done` once `result` or `error` is final."""
+
+    command: Command
+    claim: bool = False
+    result: Decision | Claimed | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def succeed(self, result: Decision | Claimed | None) -> None:
+        self.result, self.error, self.done = result, None, True
+
+    def fail(self, error: BaseException) -> None:
+        self.result, self.error, self.done = None, error, True
+
+    def reset(self) -> None:
+        self.result, self.error, self.done = None, None, False
+
+    def outcome(self) -> Decision | Claimed | None:
+        """The result, or raise the error (for the synchronous callers)."""
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    @property
+    def is_claim(self) -> bool:
+        return self.claim and isinstance(self.command, ClaimTask)
+
+
+@dataclass
+class Member:
+    """A decided member of a group: its decision (or the refusal that records events)."""
+
+    pending: Pending
+    decision: Decision
+    refusal: DomainError | None = None
+    claimed_task: str = ""
+    replayed: bool = False
+
+
+@dataclass
+class GroupPlan:
+    """The members decided so far and the streams they write."""
+
+    members: list[Member] = field(default_factory=list)
+    written: set[str] = field(default_factory=set)
+
+    def clashes(self, streams: Iterable[str]) -> bool:
+        return not self.written.isdisjoint(streams)
+
+    def clashes_with(self, decision: Decision) -> bool:
+        """Whether `decision` read or wrote a stream an earlier member writes."""
+        return self.clashes(scope_streams(decision.state)) or self.clashes(
+            event.stream for event in decision.events
+        )
+
+    def add(self, member: Member, events: Iterable[Event]) -> None:
+        self.members.append(member)
+        self.written.update(event.stream for event in events)
+
+    @property
+    def events(self) -> list[Event]:
+        out: list[Event] = []
+        for member in self.members:
+            out.extend(member.refusal.record if member.refusal else member.decision.events)
+        return out
+
+
+def scope_streams(state: LedgerState) -> set[str]:
+    """The streams of the entities a decision read (its scope)."""
+    streams = {Stream.worker(key).text for key in state.workers}
+    streams.update(Stream.job(key).text for key in state.jobs)
+    streams.update(Stream.task(key).text for key in state.tasks)
+    streams.update(Stream.provider(key).text for key in state.providers)
+    return streams
