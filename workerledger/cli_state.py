@@ -58,6 +58,7 @@ class WorkerRow:
     holds: int | None  # tasks it holds (claimed or running)
     last_heartbeat: str
     end_reason: str | None = None
+    draining: bool = False  # asked to drain: claims nothing, leaves when its tasks end
 
 
 @dataclass
@@ -206,7 +207,15 @@ def _workers(args: argparse.Namespace) -> int:
     def host(api: HostApi) -> int:
         _database_only(args, "--all", "--status")
         rows = [
-            WorkerRow(w["id"], None, None, w["job_count"], None, w["last_heartbeat"])
+            WorkerRow(
+                w["id"],
+                None,
+                None,
+                w["job_count"],
+                None,
+                w["last_heartbeat"],
+                draining=bool(w.get("draining")),
+            )
             for w in api.pages("workers")
         ]
         return _print_rows(args, list(reversed(rows)), len(rows), _worker_table)
@@ -386,6 +395,7 @@ def _worker_row(worker: WorkerState) -> WorkerRow:
         holds=len(worker.tasks),
         last_heartbeat=worker.last_heartbeat.astimezone(UTC).isoformat(),
         end_reason=worker.end_reason,
+        draining=worker.draining and not worker.is_ended,
     )
 
 
@@ -467,7 +477,7 @@ def _worker_table(rows: Sequence[WorkerRow]) -> list[list[str]]:
         lines.append(
             [
                 _short(r.id),
-                r.status or "live",
+                (r.status or "live") + (", draining" if r.draining else ""),
                 r.user or "-",
                 str(r.job_count),
                 "-" if r.holds is None else str(r.holds),

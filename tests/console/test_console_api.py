@@ -23,7 +23,7 @@ OVERVIEW = "/console/api/overview"
 
 def console(running: RunningHost, token: str | None = "tok-alice") -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    client = httpx.AsyncClient(base_url=running.url, headers=headers, timeout=15)
+    client = httpx.AsyncClient(base_url=running.url, headers=headers, timeout=15, verify=False)
     running.clients.append(client)
     return client
 

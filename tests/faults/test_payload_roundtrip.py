@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.cli_runner import cli
 
 from .fault_host import PREFIX, FaultHost
 
@@ -81,22 +79,16 @@ def test_accepted_payloads_survive_a_restart_the_cli_and_a_rebuild_check(
     finally:
         again.stop()
     database = again.env["WORKERLEDGER_DATABASE_URL"]
-    for task_id, payload in ACCEPTED[:5]:
-        shown = _cli(
-            again.directory, "history", task_id, "--task", "--json", "--database-url", database
-        )
+    # the first through the real entry point, the others through its `main` in this process
+    for index, (task_id, payload) in enumerate(ACCEPTED[:5]):
+        shown = _cli("history", task_id, "--task", "--json", "--database-url", database,
+                     process=index == 0)  # fmt: skip
         assert json.loads(shown)["timeline"][0]["event"]["payload"] == payload
-    _cli(again.directory, "rebuild", "--check", "--database-url", database)
+    _cli("rebuild", "--check", "--database-url", database, process=True)
     fault_host.start()  # leave the module's host running for its teardown
 
 
-def _cli(directory: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "workerledger", *args],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _cli(*args: str, process: bool) -> str:
+    done = cli(*args, process=process)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

@@ -230,6 +230,32 @@ def test_history_takes_the_short_id_the_tables_show(capsys, world):
     assert task["task_id"] == world.lab_tasks[0]
 
 
+def test_workers_show_a_draining_worker_from_the_host_and_the_database(capsys, world):
+    alice = {"Authorization": "Bearer tok-alice"}
+    job = {"category": "modifiers", "name": "Rotate"}
+    with httpx.Client(base_url=world.host.url + PREFIX, timeout=WAIT, verify=False) as http:
+        worker = http.put("/rooms/drainroom/jobs", json=job, headers=alice).json()["worker_id"]
+        http.post("/rooms/drainroom/tasks/drainroom:modifiers:Rotate", json={"payload": {}},
+                  headers=alice).raise_for_status()  # fmt: skip
+        claimed = http.post("/tasks/claim", json={"worker_id": worker}, headers=alice).json()
+        assert claimed["task"] is not None  # it holds a task, so the drain waits for it
+        drained = http.post(f"/workers/{worker}/drain", json={"reason": "cli test"},
+                            headers=alice)  # fmt: skip
+        assert drained.status_code == 202, drained.text
+        try:
+            over_rest = run_json(capsys, "workers", *by_url(world))
+            assert {w["id"]: w["draining"] for w in over_rest["items"]}[worker] is True
+            assert "live, draining" in run(capsys, "workers", *by_url(world))
+            direct = run_json(capsys, "workers", "--database-url", world.database_url)
+            flags = {w["id"]: (w["status"], w["draining"]) for w in direct["items"]}
+            assert flags[worker] == ("online", True)
+            assert flags[world.worker] == ("online", False)
+            text = run(capsys, "workers", "--database-url", world.database_url)
+            assert "online, draining" in text
+        finally:
+            http.delete(f"/workers/{worker}", headers=alice).raise_for_status()
+
+
 def test_version(capsys):
     assert run(capsys, "--version").startswith(f"workerledger {workerledger.__version__} ")
 

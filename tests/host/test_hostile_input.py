@@ -74,6 +74,7 @@ class Lab:
             headers={"Authorization": "Bearer tok-alice"},
             timeout=WAIT,
             limits=httpx.Limits(max_connections=1),
+            verify=False,  # plain http: no TLS context to build
         )
         self.stack.push_async_callback(self.api.aclose)
         return self

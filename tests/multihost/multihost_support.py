@@ -90,7 +90,10 @@ class HostProcess:
 
     def api(self, token: str = TOKEN) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.url + PREFIX, headers={"Authorization": f"Bearer {token}"}, timeout=WAIT
+            base_url=self.url + PREFIX,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=WAIT,
+            verify=False,  # plain http: no TLS context to build
         )
 
     async def kill(self) -> None:

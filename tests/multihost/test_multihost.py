@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,6 +38,9 @@ if str(REPO) not in sys.path:
 StartHost = Callable[..., Awaitable[HostProcess]]
 Watch = Callable[[str, str], Awaitable[Watcher]]
 Spawn = Callable[..., Awaitable[WorkerProcess]]
+
+# tasks drained by eight workers on two hosts: 400 in `make test`, 2000 under `make soak`
+DRAIN_TASKS = int(os.environ.get("WORKERLEDGER_MULTIHOST_DRAIN_TASKS") or 400)
 
 
 def new_room() -> str:
@@ -237,7 +241,10 @@ async def test_host_sigkill_reaped_by_the_other_host_unless_the_worker_comes_bac
             status="pending",
         )  # fmt: skip
         took = at - killed_at
-        assert timeout - interval - 0.5 < took < timeout + interval + 1.0, took
+        # never before its heartbeat timeout (its liveness was fresh); how soon after it
+        # is a figure (bench_multihost), bounded here only by the wait above
+        assert took > timeout - interval - 0.5, took
+        print(f"host SIGKILL -> task pending on the other host: {took:.2f} s")
         assert await worker_status(api_b, silent.worker_id) in ("lost", "gone")
 
         await asyncio.sleep(timeout + 2 * interval)  # well past the bound for the mover too
@@ -282,7 +289,7 @@ async def test_late_disconnect_on_a_never_tears_down_the_newer_connection_on_b(
 # --- claims across hosts -------------------------------------------------------------------
 
 
-async def test_eight_workers_on_two_hosts_drain_2000_tasks_exactly_once(
+async def test_eight_workers_on_two_hosts_drain_their_tasks_exactly_once(
     start_host: StartHost, database_url: str
 ) -> None:
     from bench.loadgen import Api, Target, _check_exactly_once, _DrainState, _worker_loop
@@ -290,7 +297,7 @@ async def test_eight_workers_on_two_hosts_drain_2000_tasks_exactly_once(
     # these load-generator workers never heartbeat: keep them alive however slow the drain
     alive = {"heartbeat_timeout_seconds": 3600}
     a, b = await asyncio.gather(start_host("A", **alive), start_host("B", **alive))
-    tasks, workers = 2000, 8
+    tasks, workers = DRAIN_TASKS, 8
     room = new_room()
     targets = [Target(h.name, h.url, "tok-alice") for h in (a, b)]
     clients = [Api.client_for(targets[i % 2]) for i in range(workers)]

@@ -25,6 +25,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent as RawEvent
 from sqlalchemy import text, update
 from store_support import ALICE, JOB, ROOM, all_events, at, claim, register
+from support.cli_runner import cli
 from workerledger.adapters.service import LedgerService
 from workerledger.adapters.store.json_codec import dumps, loads, to_plain
 from workerledger.adapters.store.read_model_rows import UnstorableRowError
@@ -259,12 +260,6 @@ def test_an_undecodable_event_names_its_position_stream_and_way_out(
     assert "\n" not in message
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workerledger", *args], capture_output=True, text=True, timeout=60
-    )
-
-
 @pytest.mark.slow
 def test_rebuild_then_check_passes_after_unreadable_rows(sql_url: str) -> None:
     store = deep_ledger(sql_url)
@@ -319,8 +314,8 @@ def test_serve_and_the_cli_stop_on_an_undecodable_event_without_a_traceback(
     assert proc.returncode == 2
     assert stderr.count(message) == 1 and "cannot start" in stderr
     assert "Traceback" not in stderr
-    for args in (["history", TASK_200, "--task", "--json"], ["rebuild"]):
-        result = cli(*args, "--database-url", sql_url)
+    for args, process in ((["history", TASK_200, "--task", "--json"], True), (["rebuild"], False)):
+        result = cli(*args, "--database-url", sql_url, process=process)
         assert result.returncode == 2 and message in result.stderr, args
         assert "Traceback" not in result.stderr
 

@@ -1,27 +1,22 @@
-"""`workerledger migrate | rebuild [--check] | history` as subprocesses on a test database."""
+"""`workerledger migrate | rebuild [--check] | history` on a test database: in this process
+through `workerledger.cli.main`, and as the real `python -m workerledger` subprocess for one
+case of each exit code (0: migrate, 1: rebuild --check differences, 2: a bad URL)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 from store_support import lifecycle
+from support.cli_runner import cli
 from workerledger.adapters.service import LedgerService
 from workerledger.adapters.store.read_models import ReadModelTables, TrackedProjection
 from workerledger.adapters.store.tables import rm_workers
 from workerledger.adapters.store.url import open_store
 
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workerledger", *args], capture_output=True, text=True, timeout=60
-    )
 
 
 @pytest.fixture
@@ -68,11 +63,11 @@ def test_bad_input_exits_2(db: str, args: list[str], message: str) -> None:
 
 
 def test_bad_urls_exit_2(tmp_path: Path) -> None:
-    for url, message in [
-        ("mysql://x/y", "unsupported database URL"),
-        (f"sqlite:///{tmp_path / 'missing.db'}", "does not exist"),
+    for url, message, process in [
+        ("mysql://x/y", "unsupported database URL", True),
+        (f"sqlite:///{tmp_path / 'missing.db'}", "does not exist", False),
     ]:
-        result = cli("rebuild", "--check", "--database-url", url)
+        result = cli("rebuild", "--check", "--database-url", url, process=process)
         assert result.returncode == 2 and message in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "missing.db").exists()
@@ -106,12 +101,12 @@ def test_rebuild_check_prints_differences_and_exits_1(db: str) -> None:
             .values(state=worker.model_copy(update={"user": "mallory"}).model_dump_json())
         )
     store.close()
-    result = cli("rebuild", "--check", "--database-url", db)
+    result = cli("rebuild", "--check", "--database-url", db, process=True)
     assert result.returncode == 1
     assert "worker:w2: stored user='mallory', rebuilt user='alice'" in result.stdout
 
 
 def test_migrate_is_idempotent(sql_url: str) -> None:
-    for _ in range(2):
-        result = cli("migrate", "--database-url", sql_url)
+    for process in (True, False):
+        result = cli("migrate", "--database-url", sql_url, process=process)
         assert result.returncode == 0 and "ready" in result.stdout

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from store_support import all_events, claim_all, register, submit
+from support.cli_runner import cli
 from workerledger.adapters.service import LedgerService
 from workerledger.adapters.store.read_models import fold_log
 from workerledger.adapters.store.url import open_store
@@ -94,9 +95,5 @@ def test_a_writer_killed_mid_stream_leaves_only_whole_committed_commands(sql_url
     assert all(t.worker_id == "w" for t in tasks if t.status is not TaskStatus.PENDING)
     store.close()
     # and the read-model tables it checkpointed match the log
-    check = subprocess.run(
-        [sys.executable, "-m", "workerledger", "rebuild", "--check", "--database-url", sql_url],
-        capture_output=True,
-        text=True,
-    )
+    check = cli("rebuild", "--check", "--database-url", sql_url)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -8,13 +8,13 @@ test is skipped, unless WORKERLEDGER_REQUIRE_SERVICES=1 (CI), where it fails.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+
+from support.cli_runner import cli
 
 PG_ADMIN_URL = os.environ.get("WORKERLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("WORKERLEDGER_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -54,12 +54,10 @@ def fresh_postgres_database() -> Iterator[str]:
 @contextmanager
 def migrated_postgres() -> Iterator[str]:
     """A fresh database prepared by one `workerledger migrate` (what several hosts sharing
-    it expect); dropped afterwards."""
+    it expect; run in this process, tests/store/test_store_cli.py runs the entry point);
+    dropped afterwards."""
     with fresh_postgres_database() as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "workerledger", "migrate", "--database-url", url],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        done = cli("migrate", "--database-url", url)
         assert done.returncode == 0, done.stdout + done.stderr
         yield url
 

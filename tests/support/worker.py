@@ -58,7 +58,7 @@ class ProtocolWorker:
 
     def _http(self, url: str) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self.args.token}"}
-        return httpx.AsyncClient(base_url=url + PREFIX, headers=headers, timeout=10)
+        return httpx.AsyncClient(base_url=url + PREFIX, headers=headers, timeout=10, verify=False)
 
     async def start(self) -> None:
         body = {"category": "modifiers", "name": self.args.name, "schema": {}}
