@@ -43,16 +43,38 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+## bench-pinned: per-core figures as the set PIN_LABEL, served by PIN_PYTHON's workerledger:
+## host CPU per task (host on CPU 0, load generator on CPU 1; bench_pinned), the host's
+## cProfile (profile_host) and PostgreSQL commits per second (bench_multihost --label);
+## rewrites BENCHMARKS.md. The "before" set: PIN_LABEL=before/e26eed2
+## PIN_PYTHON=/tmp/wl-base-venv/bin/python (a venv of `pip install /tmp/wl-base[postgres,redis]`).
+## zndraw-joblib runs only in the first PIN_PEER_RUNS of the 3 runs (minutes per run)
+PIN_LABEL ?= after
+PIN_PYTHON ?= $(BIN)/python
+PIN_PEER_RUNS ?= 3
+.PHONY: bench-pinned
+bench-pinned: $(STAMP)
+	$(BIN)/python -m bench.bench_pinned --label '$(PIN_LABEL)' --peer-runs $(PIN_PEER_RUNS) --workerledger-python '$(PIN_PYTHON)'
+	$(BIN)/python -m bench.profile_host --label '$(PIN_LABEL)' --workerledger-python '$(PIN_PYTHON)'
+	$(BIN)/python -m bench.bench_multihost --label '$(PIN_LABEL)' --runs 3 --workerledger-python '$(PIN_PYTHON)'
+	$(BIN)/python -m bench.report
+
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 ## soak: the long fault runs, not part of `make test`: each chaos run for 5 minutes, the
-## 600-task connection-drop run, schemathesis repeating for 10 minutes with more cases
+## 600-task connection-drop run, schemathesis repeating for 10 minutes with more cases,
+## the core's state machine with 1,000 examples, the 2,000-task drain across two hosts,
+## HostStateMachine against our three hosts with 10x the runs, 2x the steps, shrinking
 .PHONY: soak
 soak: $(STAMP)
 	WORKERLEDGER_CHAOS_SECONDS=300 WORKERLEDGER_CHAOS_DROP_TASKS=600 WORKERLEDGER_CHAOS_DROPS=30 \
 	WORKERLEDGER_SCHEMATHESIS_SECONDS=600 WORKERLEDGER_SCHEMATHESIS_EXAMPLES=50 \
-	$(BIN)/pytest -p no:cacheprovider -s --timeout=1800 tests/chaos tests/host/test_schemathesis.py
+	HYPOTHESIS_PROFILE=soak WORKERLEDGER_MULTIHOST_DRAIN_TASKS=2000 WORKERLEDGER_TESTING_SOAK=1 \
+	$(BIN)/pytest -p no:cacheprovider -s --timeout=1800 tests/chaos tests/host/test_schemathesis.py \
+	  tests/core/test_state_machine.py tests/store/test_store_json_codec.py \
+	  tests/multihost/test_multihost.py::test_eight_workers_on_two_hosts_drain_their_tasks_exactly_once \
+	  tests/testing
 
 ## compat: zndraw-joblib 0.1.7's own test suite (its PyPI sdist's tests/, unmodified) against
 ## workerledger through an adapter conftest; not part of `make test`; build/compat/report.md

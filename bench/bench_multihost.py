@@ -5,7 +5,10 @@
     the first claim to the last completion; every task must be completed exactly once.
     Configurations: 1 host on PostgreSQL, 2 hosts on PostgreSQL (workers alternate
     between the hosts; Socket.IO through the machine's Redis on a channel of its own),
-    1 host on SQLite. Each run gets a fresh database.
+    1 host on SQLite. Each run gets a fresh database. On PostgreSQL also commits per
+    second (`xact_commit` of the bench's database in pg_stat_database, read before and
+    after the drain once the statistics settled) and events per commit (rows appended to
+    the events table over those commits).
 (b) Host SIGKILL: 2 hosts on PostgreSQL with short settings (heartbeat timeout 2 s,
     sweep interval 0.5 s). Workers attached to host A over Socket.IO each hold a claimed
     task; A is SIGKILLed (no disconnect handler runs anywhere) and the time until B
@@ -13,6 +16,12 @@
     against the configured bound, heartbeat timeout + sweep interval.
 
     python -m bench.bench_multihost [--quick] [--tasks N] [--kills N]
+    python -m bench.bench_multihost --label L [--runs 3] [--workerledger-python PY]
+
+`--workerledger-python` serves (and migrates with) another installation of workerledger
+(e.g. a venv of an older commit). `--label` measures only the PostgreSQL throughput (1 and
+2 hosts alternating, `--runs` times) into bench/results/multihost_<label>.json, which
+report.py shows next to the other labels.
 
 Needs PostgreSQL (WORKERLEDGER_BENCH_PG, default postgresql://postgres@127.0.0.1:5432/test,
 a database the bench may create others from) and Redis (WORKERLEDGER_BENCH_REDIS, default
@@ -61,6 +70,8 @@ PG_ADMIN = os.environ.get("WORKERLEDGER_BENCH_PG", "postgresql://postgres@127.0.
 REDIS = os.environ.get("WORKERLEDGER_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 WORKERS = 8
 KILL_TIMEOUT, KILL_INTERVAL = 2.0, 0.5
+EVENTS_TABLE = "workerledger_events"
+PYTHON = [sys.executable]  # the workerledger installation served; --workerledger-python
 
 
 # --- services ------------------------------------------------------------------------------
@@ -84,8 +95,8 @@ def postgres_database() -> Iterator[str]:
 
 def migrate(url: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "workerledger", "migrate", "--database-url", url],
-        capture_output=True, text=True, timeout=120, check=False,
+        [PYTHON[0], "-m", "workerledger", "migrate", "--database-url", url],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tempfile.gettempdir(),
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"workerledger migrate failed: {done.stderr.strip()}")
@@ -121,13 +132,14 @@ def hosts(
             if redis:
                 env["WORKERLEDGER_SOCKETIO_MANAGER_URL"] = redis
             env |= {f"WORKERLEDGER_{key.upper()}": str(value) for key, value in settings.items()}
-            command = [sys.executable, "-m", "workerledger", "serve", "--port", str(port)]
+            command = [PYTHON[0], "-m", "workerledger", "serve", "--port", str(port)]
             server = ServerProcess(
                 name=f"host-{index}",
                 command=command,
                 env=env,
                 base_url=f"http://127.0.0.1:{port}",
                 log_path=workdir / f"host-{index}.log",
+                cwd=workdir,  # not the repository root: its workerledger/ would shadow PYTHON's
             )
             started.append(stack.enter_context(server))
         yield started
@@ -136,7 +148,62 @@ def hosts(
 # --- (a) throughput ------------------------------------------------------------------------
 
 
-async def drain(urls: list[str], tasks: int) -> dict[str, Any]:
+class CommitProbe:
+    """Committed transactions of one PostgreSQL database and rows in its events table.
+
+    `xact_commit` is read from pg_stat_database over a connection to another database
+    (PG_ADMIN's), so that reading adds nothing; backends report their counts with a
+    delay (at most once a second; an idle backend's last second up to 10 s later,
+    PostgreSQL's PGSTAT_IDLE_INTERVAL), so a reading waits until the count held still
+    for `still` s (at most `settle` s: the hosts' own background work, liveness and
+    sweeps, keeps committing; waiting for the 10 s changed the counts by under 4 % in a
+    trial and adds that background instead). It counts every committed
+    transaction of the database, read-only ones included. The events are counted over a
+    connection of their own, opened before the commits are read at the start and after
+    they are read at the end, so its own transaction falls outside the window."""
+
+    def __init__(self, url: str, still: float = 2.0, settle: float = 6.0) -> None:
+        self.url = url
+        self.name = url.rsplit("/", 1)[1]
+        self.still = still
+        self.settle = settle
+        self.waited: list[float] = []
+
+    def commits(self) -> int:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+            query = "SELECT xact_commit FROM pg_stat_database WHERE datname = %s"
+            last, still_since, started = -1, time.monotonic(), time.monotonic()
+            while True:
+                admin.execute("SELECT pg_stat_clear_snapshot()")
+                row = admin.execute(query, (self.name,)).fetchone()
+                value = int(row[0]) if row else 0
+                now = time.monotonic()
+                if value != last:
+                    last, still_since = value, now
+                elif now - still_since >= self.still or now - started >= self.settle:
+                    self.waited.append(round(now - started, 1))
+                    return value
+                time.sleep(0.25)
+
+    def events(self) -> int:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchone()
+            return int(row[0]) if row else 0
+
+    def before(self) -> tuple[int, int]:
+        events = self.events()
+        return self.commits(), events
+
+    def after(self) -> tuple[int, int]:
+        commits = self.commits()
+        return commits, self.events()
+
+
+async def drain(urls: list[str], tasks: int, probe: CommitProbe | None = None) -> dict[str, Any]:
     """8 workers, alternating over `urls`, drain `tasks` tasks; returns the figures."""
     targets = [Target(f"host-{i}", url, TOKEN) for i, url in enumerate(urls)]
     clients = [Api.client_for(targets[i % len(targets)]) for i in range(WORKERS + 1)]
@@ -151,20 +218,32 @@ async def drain(urls: list[str], tasks: int) -> dict[str, Any]:
             submitted = await submit_many(apis[0], room, job, tasks)
             state = _DrainState(total=tasks)
             deadline = time.monotonic() + 1800
+            first = await asyncio.to_thread(probe.before) if probe else (0, 0)
             started = time.perf_counter()
             await asyncio.gather(
                 *(_worker_loop(a, w, state, deadline) for a, w in zip(apis, ids, strict=True))
             )
             seconds = time.perf_counter() - started
+            last = await asyncio.to_thread(probe.after) if probe else (0, 0)
             ok, detail = await _check_exactly_once(apis[0], room, job, submitted, state)
         if state.errors or not ok:
             raise RuntimeError(f"not exactly once: {state.errors[:3]} {detail}")
-        return {
+        figures: dict[str, Any] = {
             "tasks_per_second": tasks / seconds,
             "seconds": seconds,
             "claim_p50_ms": 1000 * statistics.median(state.latencies),
             "empty_claims": state.empty_claims,
         }
+        if probe:
+            commits, events = last[0] - first[0], last[1] - first[1]
+            figures |= {
+                "commits": commits,
+                "events": events,
+                "commits_per_second": commits / seconds,
+                "events_per_commit": events / commits if commits else float("nan"),
+                "settle_seconds": probe.waited,
+            }
+        return figures
     finally:
         for client in clients:
             await client.aclose()
@@ -172,12 +251,14 @@ async def drain(urls: list[str], tasks: int) -> dict[str, Any]:
 
 def throughput(kind: str, host_count: int, tasks: int, workdir: Path) -> dict[str, Any]:
     redis = REDIS if host_count > 1 and redis_available() else None
+    database: contextlib.AbstractContextManager[str]
     if kind == "sqlite":
         database = contextlib.nullcontext(f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex}.db'}")
     else:
         database = postgres_database()
     with database as url, hosts(url, host_count, workdir, redis=redis) as servers:
-        result = asyncio.run(drain([s.base_url for s in servers], tasks))
+        probe = CommitProbe(url) if kind == "postgres" else None
+        result = asyncio.run(drain([s.base_url for s in servers], tasks, probe))
     result["redis"] = bool(redis)
     return result
 
@@ -256,9 +337,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, help="tasks per throughput run (default 2000)")
     parser.add_argument("--kills", type=int, help="host kills (default 3)")
     parser.add_argument("--holders", type=int, default=4, help="workers on the killed host")
+    parser.add_argument(
+        "--workerledger-python",
+        default=sys.executable,
+        help="python of the workerledger installation to serve (default: this one)",
+    )
+    parser.add_argument(
+        "--label", help="only PostgreSQL throughput, into bench/results/multihost_<label>.json"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per configuration (--label)")
     args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     tasks = args.tasks or (400 if args.quick else 2000)
     kills = args.kills or (1 if args.quick else 3)
+    PYTHON[0] = os.path.abspath(args.workerledger_python)  # a venv's python: no resolve()
+    if args.label:
+        return labelled(args.label, args.runs, tasks, argv)
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="wl-bench-multihost-") as tmp:
@@ -281,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
             if count > 1:
                 note += "; workers alternate between the hosts"
                 note += "; Socket.IO via Redis" if result["redis"] else "; no Redis"
+            if "commits" in result:
+                note += (
+                    f"; {result['commits_per_second']:.0f} commits/s, "
+                    f"{result['events_per_commit']:.2f} events per commit"
+                )
             rows.append(
                 {
                     "figure": f"task throughput, {label}, {WORKERS} workers",
@@ -326,6 +425,83 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {out}")
     return 0 if max(runs) <= bound + 0.5 else 1
+
+
+def labelled(label: str, runs: int, tasks: int, argv: list[str]) -> int:
+    """PostgreSQL throughput on 1 and 2 hosts, alternating, with commits per second and
+    events per commit, into multihost_<label>.json."""
+    from bench.bench_pinned import describe_python, load_average, slug
+
+    served = describe_python(PYTHON[0])
+    configs = [("1 host", 1), ("2 hosts", 2)]
+    results: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    loadavg = load_average()
+    with tempfile.TemporaryDirectory(prefix="wl-bench-multihost-") as tmp:
+        for run in range(1, runs + 1):
+            for name, count in configs:
+                result = throughput("postgres", count, tasks, Path(tmp))
+                result["loadavg"] = load_average()
+                results[count].append(result)
+                print(
+                    f"[multihost] {label} run {run} {name}: "
+                    f"{result['tasks_per_second']:.0f} tasks/s, "
+                    f"{result['commits_per_second']:.0f} commits/s, "
+                    f"{result['events_per_commit']:.2f} events/commit "
+                    f"({result['commits']} commits, {result['events']} events, "
+                    f"{result['seconds']:.1f} s)",
+                    flush=True,
+                )
+    rows: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    for name, count in configs:
+        found = results[count]
+        entry: dict[str, Any] = {"hosts": count}
+        for key, figure, unit in (
+            ("tasks_per_second", "task throughput", "tasks/s"),
+            ("commits_per_second", "commits per second", "commits/s"),
+            ("events_per_commit", "events per commit", "events"),
+        ):
+            values = [r[key] for r in found]
+            median = statistics.median(values)
+            entry[key] = {"median": median, "min": min(values), "max": max(values)}
+            rows.append(
+                {
+                    "figure": f"{figure}, PostgreSQL, {name}, {WORKERS} workers",
+                    "value": median,
+                    "unit": unit,
+                    "note": f"{tasks} tasks per run"
+                    + ("; workers alternate between the hosts" if count > 1 else ""),
+                    "runs": values,
+                }
+            )
+        summary.append(entry)
+    data = {
+        "title": "PostgreSQL: task throughput, commits per second, events per commit",
+        "label": label,
+        "command": " ".join(["python -m bench.bench_multihost", *argv]),
+        "machine": machine_description(),
+        "workerledger": served,
+        "tasks": tasks,
+        "summary": summary,
+        "rows": rows,
+        "samples": {str(count): found for count, found in results.items()},
+        "loadavg": {"start": loadavg, "end": load_average()},
+        "notes": [
+            f"workerledger: {served}. {WORKERS} REST workers drain {tasks} pre-submitted "
+            "no-op tasks (claim -> running -> completed, each exactly once) through 1 host or "
+            "2 hosts on one fresh PostgreSQL database per run; runs alternate 1 host, 2 hosts.",
+            "Commits: `xact_commit` of the bench's database (pg_stat_database) read before and "
+            "after the drain, each time once the count held still for 2 s (at most 6 s: the "
+            "hosts' background work keeps committing); every committed "
+            "transaction of the hosts counts, read-only ones included. Events per commit = "
+            "rows added to the events table / those commits.",
+        ],
+    }
+    out = results_dir() / f"{TOPIC}_{slug(label)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"[multihost] wrote {out}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

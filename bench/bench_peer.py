@@ -148,8 +148,15 @@ def log_path(system: str, label: str) -> Path:
 
 @contextmanager
 def serve_workerledger(
-    database: Path, label: str, extra: dict[str, str] | None = None
+    database: Path,
+    label: str,
+    extra: dict[str, str] | None = None,
+    *,
+    python: str | None = None,
+    prefix: list[str] | None = None,
 ) -> Iterator[Target]:
+    """`python` serves another installation (e.g. a venv of an older commit); `prefix`
+    goes before the command (the pinned bench's `taskset -c 0`)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKERLEDGER_")}
     env.update(
@@ -157,8 +164,8 @@ def serve_workerledger(
         WORKERLEDGER_AUTH_TOKENS=json.dumps({TOKEN: {"user": "bench", "superuser": True}}),
     )
     env.update(extra or {})
-    command = [sys.executable, "-m", "workerledger", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port)]
+    command = [*(prefix or []), python or sys.executable, "-m", "workerledger", "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
     path = log_path(WORKERLEDGER, label)
     path.write_bytes(b"")
     server = ServerProcess(
@@ -170,28 +177,45 @@ def serve_workerledger(
         cwd=database.parent,
     )
     with server:
-        yield Target(WORKERLEDGER, server.base_url, TOKEN, socketio=True)
+        pid = server.process.pid if server.process else None
+        yield Target(WORKERLEDGER, server.base_url, TOKEN, socketio=True, pid=pid)
 
 
 @contextmanager
 def serve_zndraw(
-    database: Path, label: str, extra: dict[str, str] | None = None
+    database: Path,
+    label: str,
+    extra: dict[str, str] | None = None,
+    *,
+    prefix: list[str] | None = None,
 ) -> Iterator[Target]:
     path = log_path(ZNDRAW, label)
     path.write_bytes(b"")
-    with peer_zndraw.start_host(database, env=extra, log_path=path) as server:
-        yield Target(ZNDRAW, server.base_url, TOKEN, socketio=False)
+    with peer_zndraw.start_host(database, env=extra, log_path=path, prefix=prefix) as server:
+        pid = server.process.pid if server.process else None
+        yield Target(ZNDRAW, server.base_url, TOKEN, socketio=False, pid=pid)
 
 
 @contextmanager
-def fresh_host(system: str, label: str, extra: dict[str, str] | None = None) -> Iterator[Target]:
-    """A new host process on a new SQLite file, removed afterwards."""
+def fresh_host(
+    system: str,
+    label: str,
+    extra: dict[str, str] | None = None,
+    *,
+    python: str | None = None,
+    prefix: list[str] | None = None,
+) -> Iterator[Target]:
+    """A new host process on a new SQLite file, removed afterwards. `python` and
+    `prefix` as for serve_workerledger (`python` only applies to workerledger)."""
     WORK.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=WORK, prefix=f"run-{system}-") as folder:
         database = Path(folder) / f"{system}.db"
-        serve = serve_zndraw if system == ZNDRAW else serve_workerledger
-        with serve(database, label, extra) as target:
-            yield target
+        if system == ZNDRAW:
+            with serve_zndraw(database, label, extra, prefix=prefix) as target:
+                yield target
+        else:
+            with serve_workerledger(database, label, extra, python=python, prefix=prefix) as target:
+                yield target
 
 
 # --------------------------------------------------------------------------- runs

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -156,6 +156,7 @@ class Target:
     base_url: str
     token: str
     socketio: bool = False
+    pid: int | None = None  # the host process, when started here (its CPU time is read)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -177,12 +178,23 @@ class Api:
         self.client = client
 
     @classmethod
-    def client_for(cls, target: Target) -> httpx.AsyncClient:
+    def client_for(
+        cls, target: Target, on_request: Callable[[], None] | None = None
+    ) -> httpx.AsyncClient:
+        """`on_request` is called for every request sent (the pinned bench counts them)."""
+        hooks: dict[str, list[Callable[..., Any]]] = {}
+        if on_request is not None:
+
+            async def sent(request: httpx.Request) -> None:
+                on_request()
+
+            hooks["request"] = [sent]
         return httpx.AsyncClient(
             base_url=target.base_url + PREFIX,
             headers=target.headers,
             timeout=httpx.Timeout(120.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            event_hooks=hooks,
         )
 
     @staticmethod
@@ -378,12 +390,32 @@ async def _worker_loop(api: Api, worker_id: str, state: _DrainState, deadline: f
             state.completions[task_id] += 1
 
 
+async def _touch(api: Api, worker_id: str) -> None:
+    """A heartbeat on the worker's connection before the drain: it idled while the tasks
+    were submitted, and a server may close a keep-alive connection idle for 5 s just as
+    the first claim goes out on it (a claim must not be retried; a heartbeat may)."""
+    try:
+        await api.heartbeat(worker_id)
+    except httpx.TransportError:
+        await api.heartbeat(worker_id)
+
+
 async def run_throughput(
-    target: Target, *, workers: int, tasks: int, timeout: float = 1800.0
+    target: Target,
+    *,
+    workers: int,
+    tasks: int,
+    timeout: float = 1800.0,
+    mark: Callable[[str], None] | None = None,
+    on_request: Callable[[], None] | None = None,
 ) -> ThroughputResult:
+    """`mark` (when given) is called with "submit" before the tasks are submitted, "drain"
+    before the workers start and "done" when the last task is completed: the pinned
+    bench reads the host's CPU time there. `on_request` counts every request sent."""
     job_name = "drain"
     room = new_room()
-    clients = [Api.client_for(target) for _ in range(workers + 1)]
+    clients = [Api.client_for(target, on_request) for _ in range(workers + 1)]
+    marked = mark or (lambda phase: None)
     try:
         apis = [Api(target, client) for client in clients[:workers]]
         worker_ids = [await api.create_worker() for api in apis]
@@ -391,12 +423,15 @@ async def run_throughput(
             job = ""
             for api, worker_id in zip(apis, worker_ids, strict=True):
                 job = await api.register_job(room, job_name, worker_id)
+            marked("submit")
             submit_started = time.perf_counter()
             submitted = await submit_many(apis[0], room, job, tasks)
             submit_seconds = time.perf_counter() - submit_started
 
             state = _DrainState(total=tasks)
             deadline = time.monotonic() + timeout
+            await asyncio.gather(*(_touch(a, w) for a, w in zip(apis, worker_ids, strict=True)))
+            marked("drain")
             started = time.perf_counter()
             await asyncio.gather(
                 *(
@@ -405,6 +440,7 @@ async def run_throughput(
                 )
             )
             seconds = time.perf_counter() - started
+            marked("done")
             ok, detail = await _check_exactly_once(apis[0], room, job, submitted, state)
         for api, worker_id in zip(apis, worker_ids, strict=True):
             with contextlib.suppress(ProtocolError, httpx.HTTPError):

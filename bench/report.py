@@ -6,6 +6,11 @@ is shown as median with min-max and n), "min" and "max"; per file "comparison" (
 side-by-side table of bench_peer.py), "goals" ([{"goal", "met", "detail"}]) and "notes"
 ([str]).
 
+Labelled sets: `<topic>_<label>.json` files carrying a "label" (bench_pinned.py,
+profile_host.py, bench_multihost.py --label) are rendered together, one section per
+topic with the labels side by side ("before..." first, then "after...", then the rest),
+so that figures of an older commit and of the current code sit in one table.
+
 `python -m bench.report [--results-dir DIR] [--output FILE]` re-renders without running.
 """
 
@@ -24,7 +29,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS_ENV = "WORKERLEDGER_BENCH_RESULTS_DIR"
-FIRST = ["peer"]
+FIRST = ["peer", "pinned", "profile"]
+LABELLED = ("pinned", "profile", "multihost")
 
 
 def results_dir() -> Path:
@@ -186,6 +192,179 @@ def section(topic: str, data: dict[str, Any], machine: str) -> list[str]:
     return lines
 
 
+def labelled_topic(stem: str, data: dict[str, Any]) -> str | None:
+    """The topic of a labelled set's file (`pinned_before-e26eed2` -> `pinned`), else None."""
+    topic, _, rest = stem.partition("_")
+    if rest and topic in LABELLED and "label" in data:
+        return topic
+    return None
+
+
+def label_order(data: dict[str, Any]) -> tuple[int, str]:
+    label = str(data.get("label", ""))
+    rank = 0 if label.startswith("before") else 1 if label.startswith("after") else 2
+    return rank, label
+
+
+def spread_cell(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "—"
+    text = fmt(stats["median"])
+    if stats.get("min") is not None and stats.get("min") != stats.get("max"):
+        text += f" ({fmt(stats['min'])}-{fmt(stats['max'])})"
+    return text
+
+
+def _header(title: str, sets: list[tuple[str, dict[str, Any]]], machine: str) -> list[str]:
+    lines = [f"## {title}", ""]
+    for stem, data in sets:
+        lines.append(
+            f"- `{data['label']}`: `{data.get('command', '?')}` -> `bench/results/{stem}.json`"
+        )
+        served = data.get("workerledger") or ""
+        if served:
+            lines[-1] += f"; {served}"
+        if data.get("machine") and data["machine"] != machine:
+            lines[-1] += f"; machine: {data['machine']}"
+    lines.append("")
+    return lines
+
+
+def pinned_section(sets: list[tuple[str, dict[str, Any]]], machine: str) -> list[str]:
+    lines = _header(sets[0][1].get("title", "pinned"), sets, machine)
+    lines += [
+        "| set | workers | workerledger host CPU per task (ms) | zndraw-joblib host CPU per "
+        "task (ms) | CPU ratio zndraw-joblib / workerledger | host CPU per request (ms): "
+        "workerledger / zndraw-joblib | throughput (tasks/s): workerledger / zndraw-joblib | "
+        "floor: CPU per request, per 4 requests (ms) | floor ceiling (tasks/s) | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    goals: list[dict[str, Any]] = []
+    for _stem, data in sets:
+        for entry in data.get("summary") or []:
+            wl, zn, fl = (entry.get(k) or {} for k in ("workerledger", "zndraw-joblib", "floor"))
+            ratio = entry.get("cpu_ratio")
+            floor_text = "—"
+            if fl:
+                per = fl["cpu_ms_per_request"]
+                floor_text = f"{spread_cell(per)}, {fmt(4 * per['median'])}"
+            loads = [x["loadavg"] for x in (wl, zn, fl) if x and "loadavg" in x]
+            lines.append(
+                f"| {cell(data['label'])} | {entry['workers']} "
+                f"| {spread_cell(wl.get('cpu_ms_per_task'))} "
+                f"| {spread_cell(zn.get('cpu_ms_per_task'))} "
+                f"| {'—' if ratio is None else '**' + fmt(ratio) + 'x**'} "
+                f"| {spread_cell(wl.get('cpu_ms_per_request'))} / "
+                f"{spread_cell(zn.get('cpu_ms_per_request'))} "
+                f"| {spread_cell(wl.get('tasks_per_s'))} / {spread_cell(zn.get('tasks_per_s'))} "
+                f"| {floor_text} | {spread_cell(fl.get('tasks_per_s'))} "
+                f"| {fmt(statistics.median(loads)) if loads else '—'} |"
+            )
+            if ratio is not None:
+                goals.append(
+                    {
+                        "goal": f"`{data['label']}`: host CPU per task >= 10x lower than "
+                        f"zndraw-joblib's at {entry['workers']} workers (aim: 15x)",
+                        "met": ratio >= 10,
+                        "detail": f"{fmt(ratio)}x; workerledger "
+                        f"{fmt(wl['cpu_ms_per_task']['median'])} ms per task",
+                    }
+                )
+    lines.append("")
+    if goals:
+        lines += goal_lines(goals)
+        lines.append("")
+    for note in sets[-1][1].get("notes") or []:
+        lines.append(f"- {note}")
+    for _stem, data in sets[:-1]:  # the other sets' failures and served installations
+        for note in data.get("notes") or []:
+            if note.startswith(("FAILED", "workerledger:", "Load average")):
+                lines.append(f"- `{data['label']}`: {note}")
+    lines.append("")
+    for _stem, data in sets:
+        lines += [f"<details><summary>All rows: {cell(data['label'])}</summary>", ""]
+        lines += rows_table(list(data.get("rows") or []))
+        lines += ["", "</details>", ""]
+    return lines
+
+
+def profile_table(entries: list[dict[str, Any]], total_own_ms: float) -> list[str]:
+    lines = [
+        "| # | function | calls | own ms per task | cumulative ms per task | share of own time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for index, entry in enumerate(entries, start=1):
+        share = entry["own_ms"] / total_own_ms if total_own_ms else float("nan")
+        lines.append(
+            f"| {index} | `{cell(entry['function'])}` | {entry['calls']:,} "
+            f"| {fmt(entry['own_ms_per_task'])} | {fmt(entry['cumulative_ms_per_task'])} "
+            f"| {share:.1%} |"
+        )
+    return lines
+
+
+def profile_section(sets: list[tuple[str, dict[str, Any]]], machine: str) -> list[str]:
+    lines = _header(sets[0][1].get("title", "profile"), sets, machine)
+    lines += [
+        "cProfile in every thread of the host with the thread's CPU time as its clock "
+        "(bench/profiled_serve.py), over the window from the first submit to the last "
+        "completion of bench_pinned's load; the profiler's own cost inflates the host's CPU "
+        "per task, so compare the entries' shares and ranks rather than the absolute times "
+        "with bench_pinned's. The longer listings are the .txt files next to the .json.",
+        "",
+    ]
+    for stem, data in sets:
+        window = data.get("window") or {}
+        total = float(window.get("profiled_own_ms") or 0.0)
+        lines += [
+            f"### `{data['label']}`",
+            "",
+            f"{data.get('tasks', '?')} tasks, {data.get('workers', '?')} workers; host CPU "
+            f"under the profiler {fmt(window.get('host_cpu_ms_per_task'))} ms per task, "
+            f"{fmt(window.get('tasks_per_s'))} tasks/s; profiled own time "
+            f"{fmt(total)} ms ({window.get('threads', '')}); load average "
+            f"{window.get('loadavg')}; listing `bench/results/{stem}.txt`.",
+            "",
+            f"Top {len(data.get('by_own') or [])} by own time:",
+            "",
+            *profile_table(data.get("by_own") or [], total),
+            "",
+            f"Top {len(data.get('by_cumulative') or [])} by cumulative time:",
+            "",
+            *profile_table(data.get("by_cumulative") or [], total),
+            "",
+        ]
+    return lines
+
+
+def multihost_section(sets: list[tuple[str, dict[str, Any]]], machine: str) -> list[str]:
+    lines = _header(sets[0][1].get("title", "multihost"), sets, machine)
+    lines += [
+        "| set | hosts | task throughput (tasks/s) | commits per second | events per commit |",
+        "|---|---|---|---|---|",
+    ]
+    for _stem, data in sets:
+        for entry in data.get("summary") or []:
+            lines.append(
+                f"| {cell(data['label'])} | {entry['hosts']} "
+                f"| {spread_cell(entry.get('tasks_per_second'))} "
+                f"| {spread_cell(entry.get('commits_per_second'))} "
+                f"| {spread_cell(entry.get('events_per_commit'))} |"
+            )
+    lines.append("")
+    for note in sets[-1][1].get("notes") or []:
+        lines.append(f"- {note}")
+    lines.append("")
+    return lines
+
+
+SET_SECTIONS = {
+    "pinned": pinned_section,
+    "profile": profile_section,
+    "multihost": multihost_section,
+}
+
+
 def expected_topics() -> list[str]:
     return [path.stem.removeprefix("bench_") for path in sorted(BENCH.glob("bench_*.py"))]
 
@@ -208,7 +387,17 @@ def render(folder: Path | None = None, failures: list[str] | None = None) -> str
         "produced it. Values are medians with min-max over the runs where a row has runs.",
         "",
     ]
-    present = {topic for topic, _ in results}
+    sets: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    plain: list[tuple[str, dict[str, Any]]] = []
+    for stem, data in results:
+        topic = labelled_topic(stem, data)
+        if topic is None:
+            plain.append((stem, data))
+        else:
+            sets.setdefault(topic, []).append((stem, data))
+    for found in sets.values():
+        found.sort(key=lambda item: label_order(item[1]))
+    present = {topic for topic, _ in plain} | set(sets)
     missing = [topic for topic in expected_topics() if topic not in present]
     if missing or failures:
         lines.append("**Incomplete run.**")
@@ -217,11 +406,21 @@ def render(folder: Path | None = None, failures: list[str] | None = None) -> str
         for failure in failures or []:
             lines.append(f"- {failure}")
         lines.append("")
-    if results:
-        lines.append("Sections: " + ", ".join(data.get("title", t) for t, data in results) + ".")
+    order = {name: i for i, name in enumerate(FIRST)}
+    parts: list[tuple[tuple[int, str, int], str, list[str]]] = []
+    for topic, data in plain:
+        key = (order.get(topic, len(order)), topic, 0)
+        parts.append((key, data.get("title", topic), section(topic, data, machine)))
+    for topic, found in sets.items():
+        key = (order.get(topic, len(order)), topic, 1)
+        title = found[0][1].get("title", topic)
+        parts.append((key, title, SET_SECTIONS[topic](found, machine)))
+    parts.sort(key=lambda part: part[0])
+    if parts:
+        lines.append("Sections: " + ", ".join(title for _, title, _ in parts) + ".")
         lines.append("")
-    for topic, data in results:
-        lines += section(topic, data, machine)
+    for _key, _title, body in parts:
+        lines += body
     return "\n".join(lines).rstrip() + "\n"
 
 

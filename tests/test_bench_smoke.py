@@ -113,3 +113,52 @@ def test_report_renders_median_with_min_max_and_the_command(tmp_path: Path) -> N
     assert "Machine: somewhere else" in markdown
     assert "could not be read" in markdown
     assert "bench_x exited with 1" in markdown
+
+
+def test_report_renders_labelled_sets_side_by_side_before_first(tmp_path: Path) -> None:
+    def pinned(label: str, wl: float, zn: float) -> dict[str, object]:
+        def stats(value: float) -> dict[str, float]:
+            return {"median": value, "min": value, "max": value}
+
+        figures = {"cpu_ms_per_request": stats(wl / 4), "tasks_per_s": stats(100.0)}
+        return {
+            "title": "Per core",
+            "label": label,
+            "command": f"python -m bench.bench_pinned --label {label}",
+            "summary": [
+                {
+                    "workers": 4,
+                    "workerledger": {"cpu_ms_per_task": stats(wl), **figures, "loadavg": 2.0},
+                    "zndraw-joblib": {"cpu_ms_per_task": stats(zn), **figures, "loadavg": 2.0},
+                    "cpu_ratio": zn / wl,
+                }
+            ],
+            "rows": [],
+        }
+
+    (tmp_path / "pinned_after.json").write_text(json.dumps(pinned("after", 2.0, 30.0)))
+    (tmp_path / "pinned_before-e26eed2.json").write_text(
+        json.dumps(pinned("before/e26eed2", 5.0, 30.0))
+    )
+    entry = {"function": "fastapi/routing.py:1(app)", "calls": 9, "own_ms": 50.0}
+    entry |= {"cumulative_ms": 80.0, "own_ms_per_task": 0.05, "cumulative_ms_per_task": 0.08}
+    (tmp_path / "profile_before-e26eed2.json").write_text(
+        json.dumps(
+            {
+                "title": "Profile",
+                "label": "before/e26eed2",
+                "window": {"profiled_own_ms": 200.0},
+                "by_own": [entry],
+                "by_cumulative": [entry],
+            }
+        )
+    )
+    markdown = report.render(tmp_path)
+    assert markdown.count("## Per core") == 1
+    before = markdown.index("| before/e26eed2 | 4 | 5.00 | 30.0 | **6.00x** |")
+    after = markdown.index("| after | 4 | 2.00 | 30.0 | **15.0x** |")
+    assert before < after
+    assert "at 4 workers (aim: 15x) | **MISSED** | 6.00x" in markdown
+    assert "at 4 workers (aim: 15x) | met | 15.0x" in markdown
+    assert "| 1 | `fastapi/routing.py:1(app)` | 9 | 0.05 | 0.08 | 25.0% |" in markdown
+    assert "no results for `pinned`" not in markdown

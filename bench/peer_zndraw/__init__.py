@@ -101,11 +101,14 @@ def start_host(
     env: dict[str, str] | None = None,
     lock: bool = True,
     log_path: Path | None = None,
+    prefix: list[str] | None = None,
 ) -> Iterator[ServerProcess]:
-    """Serve zndraw-joblib on a fresh port; `env` adds ZNDRAW_JOBLIB_* settings."""
+    """Serve zndraw-joblib on a fresh port; `env` adds ZNDRAW_JOBLIB_* settings;
+    `prefix` goes before the command (the pinned bench's `taskset -c 0`)."""
     python = ensure_venv()
     port = free_port()
-    command = [str(python), str(HOST_FILE), "--port", str(port), "--database", str(database)]
+    command = [*(prefix or []), str(python), str(HOST_FILE)]
+    command += ["--port", str(port), "--database", str(database)]
     if not lock:
         command.append("--no-lock")
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("ZNDRAW_JOBLIB_")}
