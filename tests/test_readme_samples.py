@@ -70,6 +70,7 @@ HOST = "Running the host"
 WORKER = "Worker client"
 PROVIDERS = "Providers: serving data on demand"
 EMBEDDING = "Host App Integration"
+TESTING = "Testing your host"
 
 # Samples not run, each with the reason. One line per sample: Key(section, first line's start).
 NOT_RUN: dict[Key, str] = {
@@ -80,6 +81,8 @@ NOT_RUN: dict[Key, str] = {
     Key("Rolling restart", ".venv/bin/workerledger drain"): "drains the scenario's "
     "worker; tests/host/test_operator.py and tests/client/test_rolling_restart.py run drain",
     Key("Metrics and logs", "2026-"): "an output sample; tests/observability checks these lines",
+    Key(TESTING, "Divergence: host diverged"): "an output sample; "
+    "tests/testing/test_divergence.py produces such a report from a broken myhost.py",
 }
 
 SERVE = Key(HOST, "WORKERLEDGER_AUTH_TOKENS=")
@@ -95,6 +98,8 @@ RUN_PROVIDER = Key(PROVIDERS, "WORKERLEDGER_TOKEN=secret .venv/bin/python provid
 CURL_READ = Key(PROVIDERS, "curl -s -H 'Authorization: Bearer secret'")
 MYHOST_PY = Key(EMBEDDING, "import logging")
 RUN_MYHOST = Key(EMBEDDING, ".venv/bin/uvicorn ")
+TEST_MYHOST_PY = Key(TESTING, "# test_myhost.py")
+RUN_TEST_MYHOST = Key(TESTING, ".venv/bin/pytest ")
 
 # Samples run by a step of the scenario below: key -> the fixture or test that runs it.
 STEPS: dict[Key, str] = {
@@ -111,11 +116,13 @@ STEPS: dict[Key, str] = {
     CURL_READ: "test_the_provider_sample_answers_a_read",
     MYHOST_PY: "test_the_host_app_module_serves_with_the_readme_command",
     RUN_MYHOST: "test_the_host_app_module_serves_with_the_readme_command",
+    TEST_MYHOST_PY: "test_the_host_test_sample_passes_against_the_host_app",
+    RUN_TEST_MYHOST: "test_the_host_test_sample_passes_against_the_host_app",
 }
 
 # python blocks: the file the README saves each as.
 FILES = {WORKER_PY: "worker.py", SUBMIT_PY: "submit.py", PROVIDER_PY: "provider.py",
-         MYHOST_PY: "myhost.py"}  # fmt: skip
+         MYHOST_PY: "myhost.py", TEST_MYHOST_PY: "test_myhost.py"}  # fmt: skip
 
 
 def listed(sample: Sample) -> list[Key]:
@@ -355,6 +362,22 @@ def test_the_host_app_module_serves_with_the_readme_command(tmp_path_factory) ->
         server.kill()
     assert "Traceback" not in server.output(), server.output()
     assert (directory / "myhost.db").exists()  # build_app's default database
+
+
+def test_the_host_test_sample_passes_against_the_host_app(tmp_path_factory) -> None:
+    """myhost.py served by the README's command; test_myhost.py run by its pytest line."""
+    directory = fresh_directory(tmp_path_factory, "readme-testing")
+    (directory / FILES[MYHOST_PY]).write_text(sample(MYHOST_PY).text)
+    server = ShellProcess(on_host(sample(RUN_MYHOST).text, EXAMPLE_URL), directory, shell_env())
+    try:
+        url = server.expect(r"Uvicorn running on (http://\S+)").group(1)
+        save(TEST_MYHOST_PY, directory, url)
+        code, output = run(sample(RUN_TEST_MYHOST).text, directory, shell_env(), timeout=120)
+        assert code == 0 and "1 passed" in output, output
+        assert server.interrupt() == 0, server.output()
+    finally:
+        server.kill()
+    assert "Traceback" not in server.output(), server.output()
 
 
 # -- every other workerledger and curl command --------------------------------------

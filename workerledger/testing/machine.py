@@ -1,0 +1,732 @@
+"""`HostStateMachine`: Hypothesis drives a running host through its public protocol and
+checks it against `LifecycleModel` after every step.
+
+Subclass it with a `target` (a `HostTarget`: URLs and tokens) and a `policy` (the
+host's grace window, claim lease, ...) and collect `YourMachine.TestCase`. Each example
+works in a fresh room of its own, so one host serves every example. The rules register
+workers and jobs, submit, claim, start, complete, fail and cancel tasks, join and leave
+job rooms, leave gracefully, tear a worker's socket down, reconnect within and past the
+grace window, delete workers, report with stale attempts and forged worker ids, send
+hostile input, and wait past the host's deadlines. Each rule runs the same action
+through the model, which says what the host must answer.
+
+After every step the machine waits (REST polled until a deadline, the watcher's events
+awaited) until the host's REST view of the room's tasks, the workers and the room's
+jobs equals the model's, and the watcher received what the model emitted to
+`room:<room_id>`; otherwise it raises `Divergence` naming the step, the expectation and
+what the host showed, and Hypothesis shrinks the run to a minimal failing example.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from workerledger.core import (
+    TERMINAL_STATUSES,
+    Actor,
+    ClaimTask,
+    Command,
+    JoinJobRoom,
+    LeaveJobRoom,
+    RecordHeartbeat,
+    RegisterJob,
+    RegisterWorker,
+    RemoveWorker,
+    RunningTaskPolicy,
+    SubmitTask,
+    TaskStatus,
+    UpdateTask,
+    WorkerStatus,
+    job_full_name,
+    room_of_watchers,
+)
+
+from . import strategies as wst
+from .model import LifecycleModel, ModelPolicy, Outcome, TaskView
+from .protocol import Answer, HostTarget, Rest, Token, Watcher, WorkerSocket
+
+JOBS = (("modifiers", "relax"), ("analysis", "plot"))
+MARGIN = 1.0  # seconds kept clear of a host deadline, so no step races the host's timer
+
+
+class Divergence(AssertionError):
+    """The host's behaviour differs from the model's prediction."""
+
+
+@dataclass(frozen=True)
+class _Expected:
+    event: str
+    key: tuple[Any, ...]
+
+
+def _emit_key(event: str, data: Any) -> tuple[Any, ...]:
+    if event == "task_status_event" and isinstance(data, dict):
+        return (data.get("id"), data.get("status"), data.get("worker_id"), data.get("attempt"))
+    return ()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class HostStateMachine(RuleBasedStateMachine):
+    """Drive `target` through REST + Socket.IO and compare it with `LifecycleModel`."""
+
+    target: ClassVar[HostTarget]
+    policy: ClassVar[ModelPolicy] = ModelPolicy()
+    runs: ClassVar[list[int]] = []  # steps of each finished run (set a list per subclass)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = LifecycleModel(self.policy)
+        self.rest = Rest(self.target)
+        self.room = f"hm-{uuid.uuid4().hex[:10]}"
+        self.steps: list[str] = []
+        self.sockets: dict[str, WorkerSocket] = {}
+        self.all_sockets: list[WorkerSocket] = []
+        self.watcher: Watcher | None = None
+        self.expected: list[_Expected] = []
+        self.matched = 0  # watcher events already matched against the model
+        self.terminal: dict[str, str] = {}  # task id -> the first terminal status listed
+        self.turn = 0
+
+    # --- helpers ------------------------------------------------------------------------
+
+    @property
+    def owner(self) -> Token:
+        return self.target.owner
+
+    def actor(self, token: Token) -> Actor:
+        return Actor(user=token.user, superuser=token.superuser)
+
+    def job(self, index: int) -> str:
+        category, name = JOBS[index % len(JOBS)]
+        return job_full_name(self.room, category, name)
+
+    def next_url(self) -> str:
+        self.turn += 1
+        return self.target.urls[self.turn % len(self.target.urls)]
+
+    def live(self, status: WorkerStatus | None = None) -> list[str]:
+        workers = self.model.state.workers.values()
+        return sorted(
+            w.id for w in workers if not w.is_ended and (status is None or w.status is status)
+        )
+
+    def tasks_in(self, *statuses: TaskStatus) -> list[str]:
+        return sorted(t.id for t in self.model.state.tasks.values() if t.status in statuses)
+
+    def diverged(self, what: str, expected: Any, shown: Any) -> Divergence:
+        steps = "\n".join(f"  {n}. {s}" for n, s in enumerate(self.steps, start=1))
+        return Divergence(
+            f"host diverged from the model after step {len(self.steps)}: {what}\n"
+            f"  model expects: {expected}\n  host shows:    {shown}\n"
+            f"steps of this example (room {self.room}):\n{steps}"
+        )
+
+    def record(self, description: str) -> None:
+        self.steps.append(description)
+
+    def expect_answer(self, outcome: Outcome, answer: Answer, what: str) -> None:
+        """The host accepted what the model accepts and refused what it refuses."""
+        if outcome.accepted and not answer.ok:
+            raise self.diverged(what, "accepted (2xx)", f"{answer.status} {answer.body}")
+        if not outcome.accepted:
+            if answer.ok:
+                raise self.diverged(what, f"refused ({outcome.refused})", answer.status)
+            if self.target.problem_codes and answer.code not in (None, outcome.refused):
+                raise self.diverged(what, f"refused ({outcome.refused})", answer.code)
+
+    def expect_ack(self, outcome: Outcome, ack: dict[str, Any], what: str) -> None:
+        if outcome.accepted != (ack == {"ok": True}):
+            expected = "ok" if outcome.accepted else f"error {outcome.refused}"
+            raise self.diverged(what, expected, ack)
+
+    def run(self, command: Command) -> Outcome:
+        outcome = self.model.apply(command)
+        for emission in self.model.watcher_emissions(outcome, self.room):
+            self.expected.append(
+                _Expected(emission.event, _emit_key(emission.event, emission.data))
+            )
+        return outcome
+
+    # --- set up and tear down -----------------------------------------------------------
+
+    @initialize()
+    def watch_the_room(self) -> None:
+        if self.target.socketio:
+            self.watcher = Watcher(self.target.urls[0], self.owner, self.room).start()
+        self.record(f"watch room {self.room}")
+
+    def teardown(self) -> None:
+        type(self).runs.append(len(self.steps) - 1)
+        try:
+            for sock in self.all_sockets:
+                sock.close()
+            for worker_id in self.live():
+                self.rest.call("DELETE", f"/workers/{worker_id}", self.owner)
+        finally:
+            if self.watcher is not None:
+                self.watcher.close()
+            self.rest.close()
+
+    # --- workers ------------------------------------------------------------------------
+
+    def register_job(self, worker_id: str | None, index: int) -> str | None:
+        """PUT a job for `worker_id` (None: the host creates the worker); its id."""
+        category, name = JOBS[index % len(JOBS)]
+        body: dict[str, Any] = {"category": category, "name": name, "schema": {}}
+        if worker_id is not None:
+            body["worker_id"] = worker_id
+        if self.policy.on_worker_lost is not RunningTaskPolicy.FAIL:
+            body["on_worker_lost"] = self.policy.on_worker_lost.value
+        if self.policy.max_worker_losses != 3:
+            body["max_worker_losses"] = self.policy.max_worker_losses
+        answer = self.rest.call("PUT", f"/rooms/{self.room}/jobs", self.owner, body)
+        created = worker_id is None
+        if created:
+            if not answer.ok:
+                raise self.diverged(f"register job {name} with a new worker", "201", answer.body)
+            worker_id = str(answer.body.get("worker_id"))
+        command = RegisterJob(
+            now=_now(), actor=self.actor(self.owner), room_id=self.room, category=category,
+            name=name, schema={}, worker_id=worker_id, create_worker=created,
+            allowed_categories=self.policy.allowed_categories,
+            on_worker_lost=self.policy.on_worker_lost,
+            max_worker_losses=self.policy.max_worker_losses,
+        )  # fmt: skip
+        self.expect_answer(self.run(command), answer, f"register job {name} for {worker_id}")
+        return worker_id
+
+    def connect(self, worker_id: str) -> WorkerSocket:
+        """A new connection for `worker_id`; it speaks for the worker once a join of it
+        is accepted."""
+        sock = WorkerSocket(self.next_url(), self.owner, self.target.wait_seconds)
+        self.all_sockets.append(sock)
+        return sock
+
+    def join(self, worker_id: str, sock: WorkerSocket, job: str) -> None:
+        ack = sock.emit("join_job_room", {"job_name": job, "worker_id": worker_id})
+        command = JoinJobRoom(
+            now=_now(), actor=self.actor(self.owner), worker_id=worker_id, sid=sock.sid,
+            job_name=job,
+        )  # fmt: skip
+        outcome = self.run(command)
+        self.expect_ack(outcome, ack, f"join_job_room {job} for {worker_id}")
+        if outcome.accepted:
+            self.sockets[worker_id] = sock
+
+    @rule(jobs=st.sampled_from([(0,), (1,), (0, 1)]), by_job=st.booleans(), connect=st.booleans())
+    def register_worker(self, jobs: tuple[int, ...], by_job: bool, connect: bool) -> None:
+        """POST /workers then PUT its jobs, or PUT a job that creates the worker; then
+        (with Socket.IO) connect and join the job rooms."""
+        if by_job:
+            worker_id = self.register_job(None, jobs[0])
+            assert worker_id is not None
+            rest = jobs[1:]
+        else:
+            answer = self.rest.call("POST", "/workers", self.owner)
+            if not answer.ok:
+                raise self.diverged("POST /workers", "201", f"{answer.status} {answer.body}")
+            worker_id = str(answer.body["id"])
+            outcome = self.run(
+                RegisterWorker(now=_now(), actor=self.actor(self.owner), worker_id=worker_id)
+            )
+            self.expect_answer(outcome, answer, "POST /workers")
+            rest = jobs
+        for index in rest:
+            self.register_job(worker_id, index)
+        connected = connect and self.target.socketio
+        if connected:
+            sock = self.connect(worker_id)
+            for index in jobs:
+                self.join(worker_id, sock, self.job(index))
+        self.record(
+            f"register worker {worker_id[:8]} for jobs {[self.job(i) for i in jobs]}"
+            f"{' (connected)' if connected else ''}"
+        )
+
+    @precondition(lambda self: self.target.socketio and self.live(WorkerStatus.ONLINE))
+    @rule(pick=st.integers(0, 7), job=st.integers(0, 1), new_connection=st.booleans())
+    def join_job_room(self, pick: int, job: int, new_connection: bool) -> None:
+        workers = self.live(WorkerStatus.ONLINE)
+        worker_id = workers[pick % len(workers)]
+        sock = self.sockets.get(worker_id)
+        if sock is None or new_connection or not sock.client.connected:
+            sock = self.connect(worker_id)
+        self.join(worker_id, sock, self.job(job))
+        self.record(f"worker {worker_id[:8]} joins {self.job(job)} on {sock.sid[:8]}")
+
+    @precondition(lambda self: self.target.socketio and self.live(WorkerStatus.ONLINE))
+    @rule(pick=st.integers(0, 7), job=st.integers(0, 1))
+    def leave_job_room(self, pick: int, job: int) -> None:
+        workers = [w for w in self.live(WorkerStatus.ONLINE) if w in self.sockets]
+        if not workers:
+            return
+        worker_id = workers[pick % len(workers)]
+        sock = self.sockets[worker_id]
+        if not sock.client.connected:
+            return
+        ack = sock.emit("leave_job_room", {"job_name": self.job(job), "worker_id": worker_id})
+        command = LeaveJobRoom(
+            now=_now(), actor=self.actor(self.owner), worker_id=worker_id, sid=sock.sid,
+            job_name=self.job(job),
+        )  # fmt: skip
+        self.expect_ack(self.run(command), ack, f"leave_job_room {self.job(job)}")
+        self.record(f"worker {worker_id[:8]} leaves {self.job(job)}")
+
+    @precondition(lambda self: self.live())
+    @rule(pick=st.integers(0, 7))
+    def heartbeat(self, pick: int) -> None:
+        workers = self.live()
+        worker_id = workers[pick % len(workers)]
+        answer = self.rest.call("PATCH", f"/workers/{worker_id}", self.owner)
+        outcome = self.run(
+            RecordHeartbeat(now=_now(), actor=self.actor(self.owner), worker_id=worker_id)
+        )
+        self.expect_answer(outcome, answer, f"heartbeat of {worker_id}")
+        self.record(f"heartbeat of worker {worker_id[:8]}")
+
+    @precondition(lambda self: self.live())
+    @rule(pick=st.integers(0, 7), by_admin=st.booleans())
+    def leave(self, pick: int, by_admin: bool) -> None:
+        """DELETE /workers/{id}: the owner leaves; a superuser deletes."""
+        workers = self.live()
+        worker_id = workers[pick % len(workers)]
+        token = self.target.admin if by_admin and self.target.admin else self.owner
+        answer = self.rest.call("DELETE", f"/workers/{worker_id}", token)
+        command = RemoveWorker(now=_now(), actor=self.actor(token), worker_id=worker_id)
+        self.expect_answer(self.run(command), answer, f"DELETE /workers/{worker_id}")
+        self.record(f"DELETE worker {worker_id[:8]} by {token.user}")
+
+    @precondition(lambda self: self.live())
+    @rule(pick=st.integers(0, 7), abrupt=st.booleans())
+    def disconnect(self, pick: int, abrupt: bool) -> None:
+        """The worker's connection goes: torn down under it (abrupt) or closed; without
+        Socket.IO its process goes silent. The model applies the policy's grace window."""
+        workers = self.live(WorkerStatus.ONLINE)
+        if not workers:
+            return
+        worker_id = workers[pick % len(workers)]
+        sock = self.sockets.pop(worker_id, None)
+        connected = sock is not None and sock.client.connected
+        if self.target.socketio and not connected:
+            return  # no connection of its own to lose (its session, if any, is elsewhere)
+        if sock is not None and connected:
+            sock.tear_down() if abrupt else sock.close()
+            sharing = [w for w, s in self.sockets.items() if s is sock]
+        else:
+            sharing = []
+        how = "torn down" if abrupt else "closed"
+        self.model.disconnect(_now(), worker_id, reason=how)
+        self.expected.extend(self._expected_of(self.model.outcomes[-1]))
+        for other in sharing:  # one connection may speak for several workers
+            self.sockets.pop(other, None)
+            self.model.disconnect(_now(), other, reason=how)
+            self.expected.extend(self._expected_of(self.model.outcomes[-1]))
+        self.record(f"connection of worker {worker_id[:8]} {how}")
+
+    def _expected_of(self, outcome: Outcome) -> list[_Expected]:
+        return [
+            _Expected(e.event, _emit_key(e.event, e.data))
+            for e in self.model.watcher_emissions(outcome, self.room)
+        ]
+
+    def within_grace(self) -> list[str]:
+        now = _now()
+        return [
+            w.id
+            for w in self.model.state.workers.values()
+            if w.status is WorkerStatus.DISCONNECTED
+            and w.grace_deadline is not None
+            and (w.grace_deadline - now).total_seconds() > MARGIN
+        ]
+
+    @precondition(lambda self: self.target.socketio and self.within_grace())
+    @rule(pick=st.integers(0, 7))
+    def reconnect_within_grace(self, pick: int) -> None:
+        candidates = self.within_grace()
+        worker_id = candidates[pick % len(candidates)]
+        jobs = sorted(self.model.state.workers[worker_id].jobs)
+        if not jobs:
+            return
+        sock = self.connect(worker_id)
+        self.join(worker_id, sock, jobs[0])
+        self.record(f"worker {worker_id[:8]} reconnects within its grace window")
+
+    @precondition(lambda self: self.model.deadlines())
+    @rule()
+    def wait_past_deadline(self) -> None:
+        """Let the next host deadline (a grace window, a claim lease) pass."""
+        at, what = self.model.deadlines()[0]
+        remaining = (at - _now()).total_seconds()
+        if remaining > 0:
+            time.sleep(remaining + 0.05)  # time itself is what this step waits for
+        self.record(f"wait past the deadline of {what}")
+
+    @precondition(lambda self: self.target.socketio and self.model.state.workers)
+    @rule(pick=st.integers(0, 7))
+    def reconnect_past_grace(self, pick: int) -> None:
+        """A worker the host ended comes back: its join is refused, nothing changes."""
+        ended = sorted(w.id for w in self.model.state.workers.values() if w.is_ended and w.jobs)
+        ended = ended or sorted(w.id for w in self.model.state.workers.values() if w.is_ended)
+        if not ended:
+            return
+        worker_id = ended[pick % len(ended)]
+        sock = WorkerSocket(self.next_url(), self.owner, self.target.wait_seconds)
+        self.all_sockets.append(sock)
+        self.join(worker_id, sock, self.job(0))
+        self.record(f"ended worker {worker_id[:8]} tries to join again")
+
+    # --- tasks --------------------------------------------------------------------------
+
+    @rule(job=st.integers(0, 1), payload=wst.payloads())
+    def submit(self, job: int, payload: dict[str, Any]) -> None:
+        name = self.job(job)
+        answer = self.rest.call("POST", f"/rooms/{self.room}/tasks/{name}", self.owner,
+                                {"payload": payload})  # fmt: skip
+        task_id = str(answer.body.get("id")) if answer.ok else f"never-{uuid.uuid4()}"
+        command = SubmitTask(
+            now=_now(), actor=self.actor(self.owner), task_id=task_id, job_name=name,
+            room_id=self.room, payload=payload,
+        )  # fmt: skip
+        self.expect_answer(self.run(command), answer, f"submit to {name}")
+        self.record(f"submit task {task_id[:8]} to {name}")
+
+    @precondition(lambda self: self.live())
+    @rule(pick=st.integers(0, 7))
+    def claim(self, pick: int) -> None:
+        workers = self.live()
+        worker_id = workers[pick % len(workers)]
+        answer = self.rest.call("POST", "/tasks/claim", self.owner, {"worker_id": worker_id})
+        candidate = self.model.next_claim(worker_id)
+        body = answer.body if isinstance(answer.body, dict) else {}
+        got = body.get("task")
+        taken = str(got["id"]) if isinstance(got, dict) else None
+        command = ClaimTask(
+            now=_now(), actor=self.actor(self.owner), task_id=candidate or taken or "none",
+            worker_id=worker_id,
+        )  # fmt: skip
+        if candidate is None:
+            # nothing to claim: the host answers no task (or refuses as the model does)
+            outcome = self.model.apply(command) if taken is not None else None
+            if taken is not None:
+                raise self.diverged(f"claim by {worker_id}", "no task", got)
+            self.record(f"worker {worker_id[:8]} claims: nothing pending")
+            del outcome
+            return
+        outcome = self.run(command)
+        what = f"claim by worker {worker_id}"
+        if outcome.accepted:
+            if taken != candidate:
+                raise self.diverged(what, f"task {candidate} (oldest pending)", got)
+        elif answer.ok and taken is not None:
+            raise self.diverged(what, f"refused ({outcome.refused})", got)
+        elif not answer.ok:
+            self.expect_answer(outcome, answer, what)
+        self.record(f"worker {worker_id[:8]} claims {(taken or 'nothing')[:8]}")
+
+    def report(self, task_id: str, status: TaskStatus, worker_id: str | None,
+               attempt: int | None, token: Token, error: str | None = None) -> Outcome:  # fmt: skip
+        body: dict[str, Any] = {"status": status.value}
+        if error is not None:
+            body["error"] = error
+        if self.target.fencing:
+            if worker_id is not None:
+                body["worker_id"] = worker_id
+            if attempt is not None:
+                body["attempt"] = attempt
+        else:
+            worker_id = attempt = None
+        answer = self.rest.call("PATCH", f"/tasks/{task_id}", token, body)
+        command = UpdateTask(
+            now=_now(), actor=self.actor(token), task_id=task_id, status=status, error=error,
+            worker_id=worker_id, attempt=attempt,
+        )  # fmt: skip
+        outcome = self.run(command)
+        self.expect_answer(outcome, answer, f"PATCH task {task_id} {body}")
+        return outcome
+
+    @precondition(lambda self: self.tasks_in(TaskStatus.CLAIMED, TaskStatus.RUNNING))
+    @rule(pick=st.integers(0, 7), status=st.sampled_from(
+        [TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED]))  # fmt: skip
+    def report_progress(self, pick: int, status: TaskStatus) -> None:
+        """The holder reports running, completed or failed for its current attempt."""
+        held = self.tasks_in(TaskStatus.CLAIMED, TaskStatus.RUNNING)
+        task = self.model.state.tasks[held[pick % len(held)]]
+        error = "it broke" if status is TaskStatus.FAILED else None
+        self.report(task.id, status, task.worker_id, task.attempt, self.owner, error)
+        self.record(f"holder reports {status.value} for task {task.id[:8]}")
+
+    @precondition(lambda self: self.model.state.tasks)
+    @rule(pick=st.integers(0, 15))
+    def cancel(self, pick: int) -> None:
+        tasks = sorted(self.model.state.tasks)
+        task_id = tasks[pick % len(tasks)]
+        self.report(task_id, TaskStatus.CANCELLED, None, None, self.owner)
+        self.record(f"submitter cancels task {task_id[:8]}")
+
+    def stale_candidates(self) -> list[str]:
+        return sorted(
+            t.id
+            for t in self.model.state.tasks.values()
+            if t.attempt_workers and (t.status is TaskStatus.PENDING or t.attempt > 1)
+        )
+
+    @precondition(lambda self: self.stale_candidates())
+    @rule(
+        pick=st.integers(0, 7), status=st.sampled_from([TaskStatus.RUNNING, TaskStatus.COMPLETED])
+    )
+    def report_stale_attempt(self, pick: int, status: TaskStatus) -> None:
+        """A worker reports for an attempt that is no longer the task's current one."""
+        candidates = self.stale_candidates()
+        task = self.model.state.tasks[candidates[pick % len(candidates)]]
+        index = 0 if task.status is not TaskStatus.PENDING else len(task.attempt_workers) - 1
+        old_worker = task.attempt_workers[index]
+        outcome = self.report(task.id, status, old_worker, index + 1, self.owner)
+        self.record(f"stale report {status.value} for task {task.id[:8]} attempt {index + 1}")
+        if self.target.fencing and outcome.accepted:
+            raise self.diverged("the model accepted a stale report", "refusal", outcome)
+
+    @precondition(lambda self: self.tasks_in(TaskStatus.CLAIMED, TaskStatus.RUNNING))
+    @rule(pick=st.integers(0, 7), kind=st.sampled_from(["report", "claim", "join"]))
+    def forge_worker_id(self, pick: int, kind: str) -> None:
+        """A worker id that never held the task, or another user's worker: refused,
+        nothing changes."""
+        held = self.tasks_in(TaskStatus.CLAIMED, TaskStatus.RUNNING)
+        task = self.model.state.tasks[held[pick % len(held)]]
+        never = [w for w in self.live() if w not in task.attempt_workers]
+        forged = never[0] if never else str(uuid.uuid4())
+        if kind == "report" and self.target.fencing:
+            self.report(task.id, TaskStatus.COMPLETED, forged, task.attempt, self.owner)
+        elif kind == "claim" and self.target.other is not None and task.worker_id:
+            other = self.target.other
+            answer = self.rest.call("POST", "/tasks/claim", other, {"worker_id": task.worker_id})
+            command = ClaimTask(
+                now=_now(), actor=self.actor(other), task_id=task.id, worker_id=task.worker_id
+            )
+            self.expect_answer(self.run(command), answer, "claim for another user's worker")
+        elif kind == "join" and self.target.socketio and self.target.other and task.worker_id:
+            sock = WorkerSocket(self.next_url(), self.target.other, self.target.wait_seconds)
+            self.all_sockets.append(sock)
+            ack = sock.emit("join_job_room", {"job_name": task.job_name,
+                                              "worker_id": task.worker_id})  # fmt: skip
+            command2 = JoinJobRoom(
+                now=_now(), actor=self.actor(self.target.other), worker_id=task.worker_id,
+                sid=sock.sid, job_name=task.job_name,
+            )  # fmt: skip
+            self.expect_ack(self.run(command2), ack, "join_job_room for another user's worker")
+        else:
+            return
+        self.record(f"forged worker id ({kind}) against task {task.id[:8]}")
+
+    @rule(hostile=wst.hostile_requests())
+    def send_hostile_input(self, hostile: wst.HostileRequest) -> None:
+        """Input beyond the boundary limits: refused with a 4xx, nothing changes."""
+        path = hostile.path.replace("{room}", self.room).replace("{job}", self.job(0))
+        answer = self.rest.call(hostile.method, path, self.owner, headers=hostile.headers,
+                                content=hostile.body)  # fmt: skip
+        if not 400 <= answer.status < 500:
+            raise self.diverged(f"hostile input: {hostile.why}", "a 4xx refusal",
+                                f"{answer.status} {str(answer.body)[:200]}")  # fmt: skip
+        self.record(f"hostile input ({hostile.why}) refused with {answer.status}")
+
+    # --- the check after every step -----------------------------------------------------
+
+    @invariant()
+    def host_matches_the_model(self) -> None:
+        if not self.steps:
+            return
+        self.settle()
+        self.converge()
+        self.check_emissions()
+
+    def settle(self) -> None:
+        """Deadlines at or near now: wait until they pass, then advance the model."""
+        deadlines = self.model.deadlines()
+        if not deadlines:
+            return
+        now = _now()
+        near = [at for at, _ in deadlines if (at - now).total_seconds() <= MARGIN]
+        if not near:
+            return
+        remaining = (max(near) - now).total_seconds()
+        if remaining > 0:
+            time.sleep(remaining + 0.05)  # waiting for time to pass is this step's point
+        for outcome in self.model.advance(_now()):
+            self.expected.extend(self._expected_of(outcome))
+
+    def view(self) -> dict[str, Any]:
+        """The host's REST view of what the model knows: the room's tasks, the workers
+        the machine made (live or not), the room's listed jobs, and (`history`) the state
+        each task's and worker's history replays to."""
+        tasks = self.rest.listing(f"/rooms/{self.room}/tasks", self.owner)
+        workers = self.rest.listing("/workers", self.owner)
+        jobs = self.rest.listing(f"/rooms/{self.room}/jobs", self.owner)
+        fenced = self.target.fencing
+        known = set(self.model.state.workers)
+        return {
+            "history": self.histories() if self.target.history else {},
+            "tasks": {
+                str(t["id"]): TaskView(
+                    id=str(t["id"]),
+                    job_name=str(t.get("job_name")),
+                    room_id=str(t.get("room_id")),
+                    status=str(t.get("status")),
+                    worker_id=None if t.get("worker_id") is None else str(t["worker_id"]),
+                    attempt=int(t.get("attempt", 0)) if fenced else 0,
+                    failed=t.get("error") is not None,
+                )
+                for t in tasks
+            },
+            "workers": sorted(str(w["id"]) for w in workers if str(w["id"]) in known),
+            "jobs": {
+                str(j["full_name"]): sorted(str(w) for w in j.get("workers", [])) for j in jobs
+            },
+        }
+
+    def predicted(self) -> dict[str, Any]:
+        tasks = self.model.tasks(self.room)
+        if not self.target.fencing:
+            tasks = {k: _without_attempt(v) for k, v in tasks.items()}
+        return {
+            "history": self.predicted_histories() if self.target.history else {},
+            "tasks": tasks,
+            "workers": self.live(),
+            "jobs": {
+                name: sorted(job.workers) for name, job in self.model.listed_jobs(self.room).items()
+            },
+        }
+
+    def converge(self) -> None:
+        """Poll the host's REST view until it equals the model's, or the deadline."""
+        wait = self.target.wait_seconds + self.policy.sweep_interval_seconds
+        deadline = time.monotonic() + wait
+        expected = self.predicted()
+        while True:
+            shown = self.view()
+            self.check_terminal_once(shown["tasks"])
+            if shown == expected:
+                return
+            if time.monotonic() > deadline:
+                raise self.diverged("REST view", *_differences(expected, shown))
+            time.sleep(0.05)  # REST polled with a deadline
+
+    def check_terminal_once(self, tasks: dict[str, TaskView]) -> None:
+        for task in tasks.values():
+            if task.status in {s.value for s in TERMINAL_STATUSES}:
+                first = self.terminal.setdefault(task.id, task.status)
+                if first != task.status:
+                    raise self.diverged(f"task {task.id} ended twice", first, task.status)
+
+    def check_emissions(self) -> None:
+        """The watcher received every emission the model sent to the room (awaited),
+        and no task event the model did not send."""
+        if self.watcher is None:
+            self.expected.clear()
+            return
+        wanted = [e for e in self.expected if e.event == "task_status_event"]
+        invalidates = any(e.event == "jobs_invalidate" for e in self.expected)
+
+        def arrived(events: list[tuple[str, Any]]) -> bool:
+            got = Counter(
+                _emit_key(n, d) for n, d in events[self.matched :] if n == "task_status_event"
+            )
+            need = Counter(e.key for e in wanted)
+            ok = all(got[key] >= count for key, count in need.items())
+            return ok and (not invalidates or any(n == "jobs_invalidate" for n, _ in events))
+
+        wait = self.target.wait_seconds + self.policy.sweep_interval_seconds
+        if not self.watcher.wait_until(arrived, wait):
+            seen = [(n, _emit_key(n, d)) for n, d in self.watcher.events[self.matched :]]
+            where = f"emissions to {room_of_watchers(self.room)}"
+            raise self.diverged(where, [(e.event, e.key) for e in self.expected], seen)
+        events = list(self.watcher.events)
+        got = Counter(
+            _emit_key(n, d) for n, d in events[self.matched :] if n == "task_status_event"
+        )
+        extra = got - Counter(e.key for e in wanted)
+        if extra:
+            also = f"also {sorted(extra.elements(), key=str)}"
+            where = f"task_status_event to {room_of_watchers(self.room)}"
+            raise self.diverged(where, [e.key for e in wanted], also)
+        self.matched = len(events)
+        self.expected.clear()
+
+    def histories(self) -> dict[str, Any]:
+        """What each task's and worker's history replays to (status, holder, attempts;
+        status and held tasks)."""
+        found: dict[str, Any] = {}
+        for task_id in sorted(self.model.tasks(self.room)):
+            state = self._history_state(f"/tasks/{task_id}/history")
+            found[f"task {task_id}"] = None if state is None else (
+                state.get("status"), state.get("worker_id"), state.get("attempt"),
+                list(state.get("attempt_workers", [])),
+            )  # fmt: skip
+        for worker_id in sorted(self.model.state.workers):
+            state = self._history_state(f"/workers/{worker_id}/history")
+            found[f"worker {worker_id}"] = None if state is None else (
+                state.get("status"), sorted(state.get("tasks", [])))  # fmt: skip
+        return found
+
+    def _history_state(self, path: str) -> dict[str, Any] | None:
+        answer = self.rest.call("GET", path, self.owner)
+        state = answer.body.get("state") if isinstance(answer.body, dict) else None
+        return state if isinstance(state, dict) else None
+
+    def predicted_histories(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for task_id in sorted(self.model.tasks(self.room)):
+            task = self.model.state.tasks[task_id]
+            found[f"task {task_id}"] = (task.status.value, task.worker_id, task.attempt,
+                                        list(task.attempt_workers))  # fmt: skip
+        for worker in sorted(self.model.state.workers.values(), key=lambda w: w.id):
+            found[f"worker {worker.id}"] = (worker.status.value, sorted(worker.tasks))
+        return found
+
+
+def _without_attempt(task: TaskView) -> TaskView:
+    return TaskView(task.id, task.job_name, task.room_id, task.status, task.worker_id, 0,
+                    task.failed)  # fmt: skip
+
+
+def _differences(expected: dict[str, Any], shown: dict[str, Any]) -> tuple[Any, Any]:
+    """Only the entries that differ, to keep a divergence report short."""
+    want: dict[str, Any] = {}
+    got: dict[str, Any] = {}
+    for part in ("history", "tasks", "workers", "jobs"):
+        a, b = expected[part], shown[part]
+        if a == b:
+            continue
+        if isinstance(a, dict):
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    want[f"{part}[{key}]"] = a.get(key, "(absent)")
+                    got[f"{part}[{key}]"] = b.get(key, "(absent)")
+        else:
+            want[part], got[part] = a, b
+    return want, got
+
+
+def machine_settings(examples: int, steps: int, *, shrink: bool = True) -> settings:
+    """Hypothesis settings for a live host: no deadline (a step waits for the host), no
+    database of examples (a host's ids differ per run); `shrink=False` reports the first
+    failing run as found (shrinking replays it many times against the host)."""
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        database=None,
+        phases=phases,
+        suppress_health_check=list(HealthCheck),
+    )
