@@ -37,7 +37,7 @@ _DEEP = (ValueError, RecursionError)  # pydantic-core: "Maximum serialization de
 _Scan = Callable[[str, int], tuple[str, int]]
 _scanstring: _Scan = json.decoder.scanstring  # type: ignore[attr-defined]  # C, untyped
 FREE_JSON = dict[str, Any]  # the annotation of fields that hold client-supplied JSON
-_SPACE = (" ", "\t", "\n", "\r")
+_SPACE = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?")
 _LITERALS = {"null": None, "true": True, "false": False, "NaN": math.nan,
              "Infinity": math.inf, "-Infinity": -math.inf}  # fmt: skip
@@ -243,10 +243,10 @@ def _loads_iterative(s: str) -> Any:
 
 
 def _skip(s: str, i: int) -> int:
-    """The index of the first non-whitespace character at or after `i`."""
-    while s[i : i + 1] in _SPACE:
-        i += 1
-    return i
+    """The index of the first non-whitespace character at or after `i` (a regex scan:
+    deep values stored indented carry long runs of spaces)."""
+    match = _SPACE.match(s, i)
+    return match.end() if match else i
 
 
 def _key(s: str, i: int) -> tuple[str, int]:
