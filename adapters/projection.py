@@ -123,7 +123,7 @@ class Projection:
     def _apply_event(self, event: Event, position: int) -> None:
         kind, key = event.stream_kind, event.stream_key
         before_task = self.tasks.get(key) if kind is StreamKind.TASK else None
-        state = LedgerState.model_construct(
+        state = LedgerState.of(
             workers={key: self.workers[key]}
             if kind is StreamKind.WORKER and key in self.workers
             else {},
@@ -244,9 +244,7 @@ class Projection:
                 add_provider(command.provider_name)
             case _:
                 add_worker(getattr(command, "worker_id", None))
-        return LedgerState.model_construct(
-            workers=workers, jobs=jobs, tasks=tasks, providers=providers
-        )
+        return LedgerState.of(workers=workers, jobs=jobs, tasks=tasks, providers=providers)
 
     def version(self, stream: str | Stream) -> int:
         """The stream's version in the view (0: no events yet), the append's expectation."""

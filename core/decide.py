@@ -9,9 +9,8 @@ from . import commands as c
 from . import decide_providers as providers
 from . import decide_tasks as tasks
 from . import decide_workers as workers
-from .emissions import Emission, emissions_for
+from .emissions import Emission, fold_with_emissions
 from .events import Event
-from .evolve import fold
 from .model import Frozen
 from .state import LedgerState
 
@@ -53,6 +52,5 @@ class Decision(Frozen):
 def handle(state: LedgerState, command: c.Command) -> Decision:
     """decide, then evolve and compute emissions from the new events only."""
     events = decide(state, command)
-    return Decision(
-        state=fold(events, state), events=tuple(events), emissions=emissions_for(state, events)
-    )
+    after, emissions = fold_with_emissions(state, events)  # one fold for both
+    return Decision(state=after, events=tuple(events), emissions=emissions)

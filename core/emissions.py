@@ -70,6 +70,13 @@ def emissions_for(state: LedgerState, events: Sequence[ev.Event]) -> tuple[Emiss
     A decision wakes each job's workers once: of several `task_available` for one job
     (a worker's end requeueing many tasks) only the first is kept; claims are FIFO.
     """
+    return fold_with_emissions(state, events)[1]
+
+
+def fold_with_emissions(
+    state: LedgerState, events: Sequence[ev.Event]
+) -> tuple[LedgerState, tuple[Emission, ...]]:
+    """`fold(events, state)` and `emissions_for(state, events)` in one pass."""
     out: list[Emission] = []
     seen: set[str] = set()
     for event in events:
@@ -80,7 +87,7 @@ def emissions_for(state: LedgerState, events: Sequence[ev.Event]) -> tuple[Emiss
                 seen.add(key)
                 out.append(emission)
         state = after
-    return tuple(out)
+    return state, tuple(out)
 
 
 def _dedupe_key(emission: Emission) -> str:

@@ -42,7 +42,7 @@ from .events import (
     WorkerTaskAssigned,
     WorkerTaskReleased,
 )
-from .model import TaskStatus, WorkerStatus
+from .model import TaskStatus, WorkerStatus, copy_with
 from .state import (
     CLAIM_KEYS_KEPT,
     JobState,
@@ -123,7 +123,7 @@ def _evolve_job_link(state: LedgerState, event: JobWorkerLinked | JobWorkerUnlin
         workers = job.workers | {event.worker_id}
     else:
         workers = job.workers - {event.worker_id}
-    return state.with_job(job.model_copy(update={"workers": workers}))
+    return state.with_job(copy_with(job, {"workers": workers}))
 
 
 def _evolve_provider(
@@ -134,7 +134,7 @@ def _evolve_provider(
         if existing is None:
             return state
         removed = {"removed_at": event.at, "removal_reason": event.reason}
-        return state.with_provider(existing.model_copy(update=removed))
+        return state.with_provider(copy_with(existing, removed))
     kept = existing is not None and existing.is_live and existing.id == event.provider_id
     provider = ProviderState(
         id=event.provider_id,
@@ -152,8 +152,9 @@ def _evolve_provider(
 
 
 def _ended(worker: WorkerState, status: WorkerStatus, event: Event, reason: str) -> WorkerState:
-    return worker.model_copy(
-        update={
+    return copy_with(
+        worker,
+        {
             "status": status,
             "sid": None,
             "rooms": frozenset(),
@@ -163,7 +164,7 @@ def _ended(worker: WorkerState, status: WorkerStatus, event: Event, reason: str)
             "grace_deadline": None,
             "ended_at": event.at,
             "end_reason": reason,
-        }
+        },
     )
 
 
@@ -174,33 +175,35 @@ def _why(what: str, reason: str | None) -> str:
 def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
     match event:
         case WorkerJobLinked(job_name=job_name):
-            return worker.model_copy(update={"jobs": worker.jobs | {job_name}})
+            return copy_with(worker, {"jobs": worker.jobs | {job_name}})
         case HeartbeatRecorded(at=at):
-            return worker.model_copy(update={"last_heartbeat": later(worker.last_heartbeat, at)})
+            return copy_with(worker, {"last_heartbeat": later(worker.last_heartbeat, at)})
         case ConnectionAttached(sid=sid):
-            return worker.model_copy(
-                update={"sid": sid, "rooms": frozenset(), "provider_rooms": frozenset()}
+            return copy_with(
+                worker, {"sid": sid, "rooms": frozenset(), "provider_rooms": frozenset()}
             )
         case RoomJoined(job_name=job_name):
-            return worker.model_copy(update={"rooms": worker.rooms | {job_name}})
+            return copy_with(worker, {"rooms": worker.rooms | {job_name}})
         case RoomLeft(job_name=job_name):
-            return worker.model_copy(update={"rooms": worker.rooms - {job_name}})
+            return copy_with(worker, {"rooms": worker.rooms - {job_name}})
         case ProviderRoomJoined(provider_name=name):
-            return worker.model_copy(update={"provider_rooms": worker.provider_rooms | {name}})
+            return copy_with(worker, {"provider_rooms": worker.provider_rooms | {name}})
         case ProviderRoomLeft(provider_name=name):
-            return worker.model_copy(update={"provider_rooms": worker.provider_rooms - {name}})
+            return copy_with(worker, {"provider_rooms": worker.provider_rooms - {name}})
         case WorkerProviderLinked(provider_name=name):
-            return worker.model_copy(update={"providers": worker.providers | {name}})
+            return copy_with(worker, {"providers": worker.providers | {name}})
         case WorkerProviderUnlinked(provider_name=name):
-            return worker.model_copy(
-                update={
+            return copy_with(
+                worker,
+                {
                     "providers": worker.providers - {name},
                     "provider_rooms": worker.provider_rooms - {name},
-                }
+                },
             )
         case WorkerDisconnected(reason=reason, grace_deadline=deadline, at=at):
-            return worker.model_copy(
-                update={
+            return copy_with(
+                worker,
+                {
                     "status": WorkerStatus.DISCONNECTED,
                     "sid": None,
                     "rooms": frozenset(),
@@ -208,19 +211,20 @@ def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
                     "disconnected_at": at,
                     "disconnect_reason": reason,
                     "grace_deadline": deadline,
-                }
+                },
             )
         case WorkerResumed():
-            return worker.model_copy(update={"status": WorkerStatus.ONLINE, "grace_deadline": None})
+            return copy_with(worker, {"status": WorkerStatus.ONLINE, "grace_deadline": None})
         case WorkerDrainRequested(by=by, reason=reason, deadline=deadline, at=at):
-            return worker.model_copy(
-                update={
+            return copy_with(
+                worker,
+                {
                     "draining_since": at,
                     "drain_deadline": deadline,
                     "drain_reason": reason,
                     "drained_by": by,
                     "rooms": frozenset(),  # its connection left every job room
-                }
+                },
             )
         case WorkerLost(reason=reason):
             return _ended(worker, WorkerStatus.LOST, event, reason)
@@ -232,50 +236,52 @@ def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
             keys = worker.claim_keys
             if key is not None:
                 keys = (*keys, (key, task_id))[-CLAIM_KEYS_KEPT:]
-            return worker.model_copy(update={"tasks": worker.tasks | {task_id}, "claim_keys": keys})
+            return copy_with(worker, {"tasks": worker.tasks | {task_id}, "claim_keys": keys})
         case WorkerTaskReleased(task_id=task_id):
-            return worker.model_copy(update={"tasks": worker.tasks - {task_id}})
+            return copy_with(worker, {"tasks": worker.tasks - {task_id}})
     return worker
 
 
 def _evolve_task(task: TaskState, event: Event) -> TaskState:
     match event:
         case TaskClaimed(worker_id=worker_id, attempt=attempt, at=at):
-            return task.model_copy(
-                update={
+            return copy_with(
+                task,
+                {
                     "status": TaskStatus.CLAIMED,
                     "worker_id": worker_id,
                     "attempt": attempt,
                     "attempt_workers": (*task.attempt_workers, worker_id),
                     "claimed_at": at,
-                }
+                },
             )
         case TaskDispatched(attempt=attempt, at=at):
-            return task.model_copy(
-                update={"status": TaskStatus.CLAIMED, "attempt": attempt, "claimed_at": at}
+            return copy_with(
+                task, {"status": TaskStatus.CLAIMED, "attempt": attempt, "claimed_at": at}
             )
         case TaskStarted(at=at):
-            return task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": at})
+            return copy_with(task, {"status": TaskStatus.RUNNING, "started_at": at})
         case TaskCompleted(at=at):
-            return task.model_copy(update={"status": TaskStatus.COMPLETED, "completed_at": at})
+            return copy_with(task, {"status": TaskStatus.COMPLETED, "completed_at": at})
         case TaskFailed(error=error, at=at):
-            return task.model_copy(
-                update={"status": TaskStatus.FAILED, "completed_at": at, "error": error}
+            return copy_with(
+                task, {"status": TaskStatus.FAILED, "completed_at": at, "error": error}
             )
         case TaskCancelled(error=error, at=at):
-            return task.model_copy(
-                update={"status": TaskStatus.CANCELLED, "completed_at": at, "error": error}
+            return copy_with(
+                task, {"status": TaskStatus.CANCELLED, "completed_at": at, "error": error}
             )
         case TaskRequeued(was_running=was_running, by=by):
             lost = was_running and by is None  # an operator's requeue is no worker loss
-            return task.model_copy(
-                update={
+            return copy_with(
+                task,
+                {
                     "status": TaskStatus.PENDING,
                     "worker_id": None,
                     "claimed_at": None,
                     "started_at": None,
                     "losses": task.losses + (1 if lost else 0),
                     "requeues": task.requeues + 1,
-                }
+                },
             )
     return task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -11,6 +12,38 @@ class Frozen(BaseModel):
     """Base of every core model: immutable, strict about unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+F = TypeVar("F", bound=Frozen)
+
+
+def copy_with(model: F, update: dict[str, Any]) -> F:
+    """`model.model_copy(update=update)`, the same copy without pydantic's generic path.
+
+    Equal to it for a `Frozen` model (no extra fields, no private attributes): a new
+    instance whose field values are the model's with `update` applied (not validated),
+    and whose set fields are the model's plus the updated ones. The evolve step copies
+    on every event, so this is on every command's path."""
+    copied = model.__class__.__new__(model.__class__)
+    _set(copied, "__dict__", {**model.__dict__, **update})
+    _set(copied, "__pydantic_extra__", None)
+    _set(copied, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(copied, "__pydantic_private__", None)
+    return copied
+
+
+def construct(cls: type[F], fields: dict[str, Any]) -> F:
+    """`cls.model_construct(**fields)` for a `Frozen` model given all its fields (not
+    validated), the same instance without pydantic's generic path."""
+    built = cls.__new__(cls)
+    _set(built, "__dict__", fields)
+    _set(built, "__pydantic_extra__", None)
+    _set(built, "__pydantic_fields_set__", set(fields))
+    _set(built, "__pydantic_private__", None)
+    return built
+
+
+_set = object.__setattr__
 
 
 class TaskStatus(StrEnum):

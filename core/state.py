@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field
 
-from .model import Frozen, RunningTaskPolicy, TaskStatus, WorkerStatus
+from .model import Frozen, RunningTaskPolicy, TaskStatus, WorkerStatus, construct, copy_with
 
 CLAIM_KEYS_KEPT = 16
 """How many claim Idempotency-Keys a worker remembers (a client resends its latest)."""
@@ -130,23 +130,35 @@ class LedgerState(Frozen):
     tasks: dict[str, TaskState] = Field(default_factory=dict)
     providers: dict[str, ProviderState] = Field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        workers: dict[str, WorkerState],
+        jobs: dict[str, JobState],
+        tasks: dict[str, TaskState],
+        providers: dict[str, ProviderState],
+    ) -> LedgerState:
+        """A state of these entities, not validated: `model_construct` with all four
+        fields, for the partial states an adapter takes from its view on every command."""
+        return construct(
+            cls, {"workers": workers, "jobs": jobs, "tasks": tasks, "providers": providers}
+        )
+
     def live_provider(self, full_name: str) -> ProviderState | None:
         provider = self.providers.get(full_name)
         return provider if provider is not None and provider.is_live else None
 
     def with_provider(self, provider: ProviderState) -> LedgerState:
-        return self.model_copy(
-            update={"providers": {**self.providers, provider.full_name: provider}}
-        )
+        return copy_with(self, {"providers": {**self.providers, provider.full_name: provider}})
 
     def with_worker(self, worker: WorkerState) -> LedgerState:
-        return self.model_copy(update={"workers": {**self.workers, worker.id: worker}})
+        return copy_with(self, {"workers": {**self.workers, worker.id: worker}})
 
     def with_job(self, job: JobState) -> LedgerState:
-        return self.model_copy(update={"jobs": {**self.jobs, job.full_name: job}})
+        return copy_with(self, {"jobs": {**self.jobs, job.full_name: job}})
 
     def with_task(self, task: TaskState) -> LedgerState:
-        return self.model_copy(update={"tasks": {**self.tasks, task.id: task}})
+        return copy_with(self, {"tasks": {**self.tasks, task.id: task}})
 
 
 def later(a: datetime | None, b: datetime) -> datetime:

@@ -2,7 +2,10 @@
 
 python-socketio has no type annotations; `SocketIOServer` names the few coroutines
 the adapters call, so everything else stays strictly typed. `SocketIOEmitter` is a
-one-to-one `match` from emission to server verb. Delivery runs after the commit, so a
+one-to-one `match` from emission to server verb; an event to a room nobody on this
+host is in is dropped before python-socketio encodes it, when the server's manager is
+the single-host one (a Redis-managed cluster may have listeners on other hosts, so
+there every emit goes out). Delivery runs after the commit, so a
 failure is logged and never raised: the state change already happened and clients
 resynchronise from the REST listings (at-most-once notifications).
 """
@@ -13,6 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import socketio
 from workerledger.core import DisconnectSid, Emission, Emit, EnterRoom, LeaveRoom
 
 from ..ledger import Emitter
@@ -66,9 +70,19 @@ class SocketIOEmitter:
             case LeaveRoom(sid=sid, room=room):
                 await self.sio.leave_room(sid, room, namespace=ns)
             case Emit(event=event, data=data, to=to):
-                await self.sio.emit(event, data, to=to, namespace=ns)
+                if not self._nobody_in(to):
+                    await self.sio.emit(event, data, to=to, namespace=ns)
             case DisconnectSid(sid=sid):
                 await self.sio.disconnect(sid, namespace=ns)
+
+    def _nobody_in(self, room: str | None) -> bool:
+        """True when `room` (a room or a sid) has no participant anywhere: only known
+        for python-socketio's single-host manager."""
+        manager = getattr(self.sio, "manager", None)
+        if room is None or manager is None or type(manager) is not socketio.AsyncManager:
+            return False
+        rooms: dict[str, dict[str, Any]] = manager.rooms
+        return not rooms.get(self.namespace, {}).get(room)
 
 
 class CompositeEmitter:

@@ -93,10 +93,10 @@ def create_router(
             providers=ledger.provider_settings(),
         )
     router = APIRouter(prefix=PREFIX)
-    parts = [
+    parts = [  # routes are matched in order: the task routes, the busiest, first
+        task_routes(ctx),  # (no path of theirs overlaps a path of the others)
         worker_routes(ctx),
         job_routes(ctx),
-        task_routes(ctx),
         history_routes(ctx),
         provider_routes(ctx),
         operator_routes(ctx),

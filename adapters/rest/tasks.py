@@ -11,6 +11,7 @@ from workerledger.core import (
     Actor,
     ClaimTask,
     Decision,
+    Emit,
     JobState,
     SubmitTask,
     TaskStatus,
@@ -53,6 +54,20 @@ def prefer_wait(prefer: str | None) -> int | None:
     return None
 
 
+def decided_position(decision: Decision, task_id: str) -> int | None:
+    """The queue position the service filled into the decision's `task_status_event`
+    of `task_id` after the commit (None when it has none)."""
+    for emission in decision.emissions:
+        if (
+            isinstance(emission, Emit)
+            and emission.event == "task_status_event"
+            and emission.data.get("id") == task_id
+        ):
+            position = emission.data.get("queue_position")
+            return position if isinstance(position, int) else None
+    return None
+
+
 def task_routes(ctx: RestContext) -> APIRouter:
     router = APIRouter(
         route_class=ctx.route_class,
@@ -64,10 +79,15 @@ def task_routes(ctx: RestContext) -> APIRouter:
     async def answer(decision: Decision, task_id: str) -> TaskResponse:
         """The task as `decision` left it; a pending one ranked in the queue of the view
         that just folded the decision's events in (no store read). Only a pending task
-        has a queue position, so claims and reports skip the hop to the ledger thread."""
+        has a queue position, so claims and reports skip the hop to the ledger thread;
+        so does a submit, whose position the service already put in the decision's
+        `task_status_event` (the hop remains for a decision without one)."""
         task = decision.state.tasks[task_id]
         if task.status is not TaskStatus.PENDING:
             return task_response(task)
+        position = decided_position(decision, task_id)
+        if position is not None:
+            return task_response(task, position)
         return await ctx.ledger.read(lambda v: task_after(v, decision, task_id), catch_up=False)
 
     @router.post("/rooms/{room_id}/tasks/{job_name:path}", status_code=202)

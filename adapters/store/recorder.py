@@ -28,6 +28,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 from uuid import UUID, uuid5
 
@@ -91,6 +92,7 @@ _APPEND_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+@lru_cache(maxsize=16384)  # uuid5 hashes on every call; hot streams repeat
 def stream_uuid(stream: str) -> UUID:
     return uuid5(STREAM_NAMESPACE, stream)
 
@@ -276,6 +278,15 @@ class RecorderEventStore:
         self._reader = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
         )
+        # the catch-up read: the recorder's own `select_after` (SQLite: no query when
+        # nothing is new) or the library's select
+        self._select_after: Callable[[int, int], Sequence[Notification]] = getattr(
+            events,
+            "select_after",
+            lambda after, limit: events.select_notifications(
+                after, limit, inclusive_of_start=False
+            ),
+        )
 
     # --- the port -------------------------------------------------------------------
 
@@ -308,7 +319,7 @@ class RecorderEventStore:
 
     def read(self, after: int, limit: int) -> list[ports.StoredEvent]:
         try:
-            rows = self.events.select_notifications(after, limit, inclusive_of_start=False)
+            rows = self._select_after(after, limit)
         except PersistenceError as error:
             raise StoreError(f"cannot read {self.url}: {error}") from error
         return [self.mapper.stored_to_event(row, self._name_of) for row in rows]

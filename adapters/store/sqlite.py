@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from eventsourcing.persistence import IntegrityError, Notification, PersistenceError, StoredEvent
 from eventsourcing.sqlite import (
@@ -84,10 +86,41 @@ class _Datastore(SQLiteDatastore):
 
 
 class SQLiteEventRecorder(SQLiteApplicationRecorder):
-    """The library's application recorder, plus expected-version checks and stream reads."""
+    """The library's application recorder, plus expected-version checks, stream reads
+    and `select_after`, the catch-up read that skips the query when nothing is new."""
 
     def __init__(self, datastore: SQLiteDatastore) -> None:
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
+        # per pooled connection: its `PRAGMA data_version` when a read reached the end
+        self._versions_seen: WeakKeyDictionary[SQLiteConnection, int] = WeakKeyDictionary()
+        self._known_end = 0  # no event beyond this position was committed through us
+        self._known_lock = threading.Lock()
+
+    def select_after(self, after: int, limit: int) -> Sequence[Notification]:
+        """`select_notifications(after, limit, inclusive_of_start=False)`, without the
+        query when no event beyond `after` can exist.
+
+        `PRAGMA data_version` of a connection changes whenever any *other* connection
+        (of any process) commits. So when a pooled connection's value is the one it
+        had before a read that reached the end of the log, only this recorder's own
+        appends through that connection can have added events since, and those end at
+        `_known_end`: a reader at or beyond it has seen everything.
+        """
+        with (
+            self.datastore.get_connection(commit=False) as connection,
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("PRAGMA data_version")
+            version: int = cursor.fetchone()[0]
+        with self._known_lock:
+            if after >= self._known_end and self._versions_seen.get(connection) == version:
+                return []
+        rows = self.select_notifications(after, limit, inclusive_of_start=False)
+        if len(rows) < limit:  # read to the end of the log as of the probe above
+            with self._known_lock:
+                self._known_end = max(self._known_end, after, rows[-1].id if rows else 0)
+                self._versions_seen[connection] = version
+        return rows
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -102,6 +135,9 @@ class SQLiteEventRecorder(SQLiteApplicationRecorder):
         API has no other way to run a statement inside the insert transaction.
         """
         ids = super()._insert_events(c, stored_events, **kwargs)
+        if ids:  # before the commit: a failed one only makes select_after query again
+            with self._known_lock:
+                self._known_end = max(self._known_end, *ids)
         # After the inserts: this transaction holds the write lock, so the check is exact.
         check: dict[UUID, int] = kwargs.get("check_versions") or {}
         for originator_id, expected in check.items():
