@@ -69,40 +69,64 @@ class Ledger:
         self.emitter = emitter
         self.observers = tuple(observers)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workerledger")
-        self._queue: list[tuple[Pending, asyncio.Future[None]]] = []
+        self._queue: list[tuple[Pending, asyncio.Future[None] | None]] = []
+        self._busy: asyncio.AbstractEventLoop | None = None  # the loop whose group runs
         self._committer: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def _decide(self, pending: Pending) -> Decision | Claimed | None:
-        """Queue `pending` for the next group and wait until its group committed."""
+        """Run `pending` at once when no group is in flight; otherwise queue it for the
+        next group. Either way, return after its group committed."""
         loop = asyncio.get_running_loop()
+        if self._busy is not loop:  # idle (or a stopped loop's leftover): run it now
+            self._busy = loop
+            try:
+                await self._commit([(pending, None)])
+            finally:
+                self._next_group(loop)
+            return pending.outcome()
         done: asyncio.Future[None] = loop.create_future()
         self._queue.append((pending, done))
-        committer = self._committer
-        if committer is None or committer.done() or committer.get_loop() is not loop:
-            self._committer = loop.create_task(self._commit_queued())
         await asyncio.shield(done)  # a cancelled caller does not cancel its group
         return pending.outcome()
 
+    def _next_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After a group: hand what queued meanwhile to a committer task, or go idle."""
+        if self._queue:
+            self._committer = loop.create_task(self._commit_queued())
+        else:
+            self._busy = None
+
     async def _commit_queued(self) -> None:
         """Run groups on the ledger's thread until the queue is empty."""
-        while self._queue:
-            queued, self._queue = self._queue, []
-            group = [pending for pending, _ in queued]
-            try:
-                await self._run(partial(self.service.run_group, group))
-            except Exception as error:  # not one member's outcome: the whole group's
-                for pending in group:
-                    if not pending.done:
-                        pending.fail(error)
-            finally:
-                for pending, done in queued:
-                    if not pending.done:  # cancelled mid-group (the loop is stopping)
-                        pending.fail(StoreError("the ledger stopped before this command's group"))
-                    if not done.done():
-                        done.set_result(None)
+        try:
+            while self._queue:
+                queued, self._queue = self._queue, []
+                await self._commit(queued)
+        finally:
+            self._busy = None
+            for pending, done in self._queue if self._queue else ():  # cancelled: the
+                pending.fail(StoreError("the ledger stopped before this command's group"))
+                if done is not None and not done.done():  # loop is stopping
+                    done.set_result(None)
+            self._queue = []
+
+    async def _commit(self, queued: list[tuple[Pending, asyncio.Future[None] | None]]) -> None:
+        group = [pending for pending, _ in queued]
+        try:
+            await self._run(partial(self.service.run_group, group))
+        except Exception as error:  # not one member's outcome: the whole group's
+            for pending in group:
+                if not pending.done:
+                    pending.fail(error)
+        finally:
+            for pending, done in queued:
+                if not pending.done:  # cancelled mid-group (the loop is stopping)
+                    pending.fail(StoreError("the ledger stopped before this command's group"))
+                if done is not None and not done.done():
+                    done.set_result(None)
 
     async def execute(self, command: Command) -> Decision:
         try:

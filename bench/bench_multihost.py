@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -203,6 +204,22 @@ class CommitProbe:
         return commits, self.events()
 
 
+async def appended(urls: list[str]) -> tuple[float, float] | None:
+    """(committed appends, events they carried) over the hosts, from their /metrics
+    (`workerledger_store_append_events`); None when a host does not export it (older)."""
+    appends = events = 0.0
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        for url in urls:
+            text = (await client.get(f"{url}/metrics")).text
+            found = dict(re.findall(r"^workerledger_store_append_events_(count|sum) (\S+)$",
+                                    text, re.MULTILINE))  # fmt: skip
+            if len(found) < 2:
+                return None
+            appends += float(found["count"])
+            events += float(found["sum"])
+    return appends, events
+
+
 async def drain(urls: list[str], tasks: int, probe: CommitProbe | None = None) -> dict[str, Any]:
     """8 workers, alternating over `urls`, drain `tasks` tasks; returns the figures."""
     targets = [Target(f"host-{i}", url, TOKEN) for i, url in enumerate(urls)]
@@ -219,11 +236,13 @@ async def drain(urls: list[str], tasks: int, probe: CommitProbe | None = None) -
             state = _DrainState(total=tasks)
             deadline = time.monotonic() + 1800
             first = await asyncio.to_thread(probe.before) if probe else (0, 0)
+            appends_before = await appended(urls)
             started = time.perf_counter()
             await asyncio.gather(
                 *(_worker_loop(a, w, state, deadline) for a, w in zip(apis, ids, strict=True))
             )
             seconds = time.perf_counter() - started
+            appends_after = await appended(urls)
             last = await asyncio.to_thread(probe.after) if probe else (0, 0)
             ok, detail = await _check_exactly_once(apis[0], room, job, submitted, state)
         if state.errors or not ok:
@@ -234,6 +253,14 @@ async def drain(urls: list[str], tasks: int, probe: CommitProbe | None = None) -
             "claim_p50_ms": 1000 * statistics.median(state.latencies),
             "empty_claims": state.empty_claims,
         }
+        if appends_before is not None and appends_after is not None:
+            appends = appends_after[0] - appends_before[0]
+            figures |= {
+                "appends_per_second": appends / seconds,
+                "events_per_append": (appends_after[1] - appends_before[1]) / appends
+                if appends
+                else float("nan"),
+            }
         if probe:
             commits, events = last[0] - first[0], last[1] - first[1]
             figures |= {
@@ -448,7 +475,13 @@ def labelled(label: str, runs: int, tasks: int, argv: list[str]) -> int:
                     f"{result['commits_per_second']:.0f} commits/s, "
                     f"{result['events_per_commit']:.2f} events/commit "
                     f"({result['commits']} commits, {result['events']} events, "
-                    f"{result['seconds']:.1f} s)",
+                    f"{result['seconds']:.1f} s)"
+                    + (
+                        f"; {result['appends_per_second']:.0f} appends/s, "
+                        f"{result['events_per_append']:.2f} events/append"
+                        if "appends_per_second" in result
+                        else ""
+                    ),
                     flush=True,
                 )
     rows: list[dict[str, Any]] = []
@@ -460,7 +493,11 @@ def labelled(label: str, runs: int, tasks: int, argv: list[str]) -> int:
             ("tasks_per_second", "task throughput", "tasks/s"),
             ("commits_per_second", "commits per second", "commits/s"),
             ("events_per_commit", "events per commit", "events"),
+            ("appends_per_second", "event-store appends per second (host /metrics)", "appends/s"),
+            ("events_per_append", "events per append (host /metrics)", "events"),
         ):
+            if not all(key in r for r in found):
+                continue  # an older workerledger exports no append sizes
             values = [r[key] for r in found]
             median = statistics.median(values)
             entry[key] = {"median": median, "min": min(values), "max": max(values)}
@@ -495,6 +532,10 @@ def labelled(label: str, runs: int, tasks: int, argv: list[str]) -> int:
             "hosts' background work keeps committing); every committed "
             "transaction of the hosts counts, read-only ones included. Events per commit = "
             "rows added to the events table / those commits.",
+            "Appends: the hosts' own count of committed event-store appends and the events "
+            "they carried (`workerledger_store_append_events` on /metrics, summed over the "
+            "hosts; from the commit that added it on): with group commit one append carries "
+            "the events of several commands.",
         ],
     }
     out = results_dir() / f"{TOPIC}_{slug(label)}.json"

@@ -140,6 +140,12 @@ class LedgerMetrics:
             buckets=APPEND_BUCKETS,
             registry=r,
         )
+        self.append_events = Histogram(
+            "workerledger_store_append_events",
+            "Events per committed append (a group commit carries several commands' events).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
         self.append_conflicts = Counter(
             "workerledger_store_append_conflicts_total",
             "Appends refused because another writer moved a stream first (decided again).",
@@ -193,7 +199,10 @@ class LedgerMetrics:
 
     def timed(self, store: EventStore) -> EventStore:
         """`store`, timing every append and counting its conflicts and errors here."""
-        return timed_store(store, self.append_seconds, self.append_conflicts, self.append_errors)
+        return timed_store(
+            store, self.append_seconds, self.append_conflicts, self.append_errors,
+            self.append_events,
+        )  # fmt: skip
 
     # --- at scrape time ----------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""An EventStore proxy that times appends and counts their conflicts and errors.
+"""An EventStore proxy that times appends, counts their conflicts and errors, and
+observes how many events each committed append carried (a group commit carries the
+events of several commands).
 
 Every other call (and attribute: the engine the read-model tables use, the
 snapshot reads of history) goes to the wrapped store unchanged.
@@ -23,15 +25,24 @@ class TimedEventStore:
     `conflicts`, any other StoreError in `errors` (both re-raised unchanged)."""
 
     def __init__(
-        self, store: EventStore, seconds: Histogram, conflicts: Counter, errors: Counter
+        self,
+        store: EventStore,
+        seconds: Histogram,
+        conflicts: Counter,
+        errors: Counter,
+        sizes: Histogram | None = None,
     ) -> None:
         self.wrapped = store
         self._seconds, self._conflicts, self._errors = seconds, conflicts, errors
+        self._sizes = sizes
 
     def append(self, events: Sequence[Event], expected: Mapping[str, int]) -> list[StoredEvent]:
         started = time.perf_counter()
         try:
-            return self.wrapped.append(events, expected)
+            stored = self.wrapped.append(events, expected)
+            if self._sizes is not None and events:
+                self._sizes.observe(len(events))
+            return stored
         except ConcurrencyError:
             self._conflicts.inc()
             raise
@@ -79,9 +90,13 @@ class TimedSnapshottingStore(TimedEventStore):
 
 
 def timed_store(
-    store: EventStore, seconds: Histogram, conflicts: Counter, errors: Counter
+    store: EventStore,
+    seconds: Histogram,
+    conflicts: Counter,
+    errors: Counter,
+    sizes: Histogram | None = None,
 ) -> EventStore:
     """The proxy for `store` (keeping its snapshot reads when it has them)."""
     if isinstance(store, SnapshottingStore):
-        return TimedSnapshottingStore(store, seconds, conflicts, errors)
-    return TimedEventStore(store, seconds, conflicts, errors)
+        return TimedSnapshottingStore(store, seconds, conflicts, errors, sizes)
+    return TimedEventStore(store, seconds, conflicts, errors, sizes)

@@ -99,6 +99,10 @@ async def test_counters_and_histograms_move_as_workers_claim_drop_resume_and_lea
     assert after.total("workerledger_task_releases_total") == 1
     assert moved("workerledger_store_append_seconds_count") >= 10
     assert after("workerledger_store_append_conflicts_total") == 0
+    # every committed append carried at least one event, and the sizes add up
+    committed = moved("workerledger_store_append_events_count")
+    assert 10 <= committed <= moved("workerledger_store_append_seconds_count")
+    assert moved("workerledger_store_append_events_sum") >= committed
 
 
 async def test_a_drop_without_grace_counts_as_an_end_and_releases_by_disconnect(start_host):
