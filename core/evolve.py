@@ -213,8 +213,15 @@ def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
                     "grace_deadline": deadline,
                 },
             )
-        case WorkerResumed():
-            return copy_with(worker, {"status": WorkerStatus.ONLINE, "grace_deadline": None})
+        case WorkerResumed(at=at):  # a sign of life: its heartbeat deadline starts again
+            return copy_with(
+                worker,
+                {
+                    "status": WorkerStatus.ONLINE,
+                    "grace_deadline": None,
+                    "last_heartbeat": later(worker.last_heartbeat, at),
+                },
+            )
         case WorkerDrainRequested(by=by, reason=reason, deadline=deadline, at=at):
             return copy_with(
                 worker,

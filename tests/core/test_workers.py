@@ -314,6 +314,23 @@ def test_join_from_a_new_sid_within_the_grace_window_resumes_with_claims_intact(
     assert decision.state.tasks["t1"].status is TaskStatus.CLAIMED
 
 
+def test_a_resume_is_a_sign_of_life_for_the_heartbeat_timeout() -> None:
+    """Found by workerledger.testing: a worker silent past the heartbeat timeout that
+    resumes within a longer grace window must not be lost by the next sweep."""
+    given = [
+        *ONLINE,
+        ev.WorkerDisconnected(
+            worker_id="w1", sid="s1", reason="transport close", grace_deadline=at(100), at=at(0)
+        ),
+    ]
+    resumed = handle(fold(given), join("s2"))  # at 5 s
+    assert resumed.state.workers["w1"].last_heartbeat == at(5)
+    # 32 s after its last heartbeat, 27 s after the resume, timeout 30 s: alive
+    assert handle(resumed.state, sweep(32, timeout=30)).events == ()
+    lost = handle(resumed.state, sweep(40, timeout=30)).events  # 35 s after the resume
+    assert any(isinstance(e, ev.WorkerLost) for e in lost)
+
+
 def leave(sid: str = "s1", job: str = JOB, actor: Actor = ALICE) -> LeaveJobRoom:
     return LeaveJobRoom(now=at(5), actor=actor, worker_id="w1", sid=sid, job_name=job)
 

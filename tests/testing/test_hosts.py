@@ -20,9 +20,14 @@ SHORT = {  # short host settings, so the machine waits past deadlines within a r
     "disconnect_grace_seconds": 2,
     "claim_timeout_seconds": 4,
     "sweep_interval_seconds": 0.5,
-    "heartbeat_timeout_seconds": 60,
+    "heartbeat_timeout_seconds": 3,
 }
-SHORT_POLICY = ModelPolicy(grace_seconds=2, claim_timeout_seconds=4, sweep_interval_seconds=0.5)
+SHORT_POLICY = ModelPolicy(
+    grace_seconds=2,
+    claim_timeout_seconds=4,
+    sweep_interval_seconds=0.5,
+    heartbeat_timeout_seconds=3,
+)
 
 
 def machine(target: HostTarget, policy: ModelPolicy) -> type[HostStateMachine]:
@@ -39,7 +44,7 @@ def run(cls: type[HostStateMachine], examples: int, steps: int) -> None:
 def test_the_reference_host_keeps_the_lifecycle(tmp_path: Path) -> None:
     with serve(tmp_path, database_url=f"sqlite:///{tmp_path / 'ref.db'}", **SHORT) as host:
         target = HostTarget([host.url], ALICE, other=BOB, admin=ADMIN)
-        run(machine(target, SHORT_POLICY), 8, 20)
+        run(machine(target, SHORT_POLICY), 7, 20)
         assert "Traceback" not in host.output(), host.output()
 
 

@@ -6,9 +6,13 @@ host's grace window, claim lease, ...) and collect `YourMachine.TestCase`. Each 
 works in a fresh room of its own, so one host serves every example. The rules register
 workers and jobs, submit, claim, start, complete, fail and cancel tasks, join and leave
 job rooms, leave gracefully, tear a worker's socket down, reconnect within and past the
-grace window, delete workers, report with stale attempts and forged worker ids, send
-hostile input, and wait past the host's deadlines. Each rule runs the same action
-through the model, which says what the host must answer.
+grace window, delete workers, drain workers and requeue tasks as an operator (with an
+`admin` token), let a worker go silent, report with stale attempts and forged worker
+ids, send hostile input, and wait past the host's deadlines (grace windows, claim
+leases, drain deadlines, and heartbeat timeouts up to `LONGEST_WAIT`). Each rule runs
+the same action through the model, which says what the host must answer. Between and
+during steps the machine heartbeats (REST) every live worker it has not silenced, so
+only silent workers reach the heartbeat timeout.
 
 After every step the machine waits (REST polled until a deadline, the watcher's events
 awaited) until the host's REST view of the room's tasks, the workers and the room's
@@ -23,7 +27,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, Phase, settings
@@ -35,12 +39,14 @@ from workerledger.core import (
     Actor,
     ClaimTask,
     Command,
+    DrainWorker,
     JoinJobRoom,
     LeaveJobRoom,
     RecordHeartbeat,
     RegisterJob,
     RegisterWorker,
     RemoveWorker,
+    RequeueTask,
     RunningTaskPolicy,
     SubmitTask,
     TaskStatus,
@@ -56,6 +62,8 @@ from .protocol import Answer, HostTarget, Rest, Token, Watcher, WorkerSocket
 
 JOBS = (("modifiers", "relax"), ("analysis", "plot"))
 MARGIN = 1.0  # seconds kept clear of a host deadline, so no step races the host's timer
+LONGEST_WAIT = 10.0  # the machine waits past host deadlines at most this far off
+SLACK = 0.05  # past a deadline by this much, so the host's strict comparison holds
 
 
 class Divergence(AssertionError):
@@ -97,6 +105,7 @@ class HostStateMachine(RuleBasedStateMachine):
         self.expected: list[_Expected] = []
         self.matched = 0  # watcher events already matched against the model
         self.terminal: dict[str, str] = {}  # task id -> the first terminal status listed
+        self.silent: set[str] = set()  # workers the machine no longer heartbeats
         self.turn = 0
 
     # --- helpers ------------------------------------------------------------------------
@@ -116,14 +125,64 @@ class HostStateMachine(RuleBasedStateMachine):
         self.turn += 1
         return self.target.urls[self.turn % len(self.target.urls)]
 
+    # Rules pick workers and tasks by position in registration (submission) order, never
+    # by id: ids are the host's, new on every run, so a replayed example (Hypothesis
+    # replays a failure to confirm it) picks the same ones.
+
     def live(self, status: WorkerStatus | None = None) -> list[str]:
         workers = self.model.state.workers.values()
-        return sorted(
-            w.id for w in workers if not w.is_ended and (status is None or w.status is status)
-        )
+        return [w.id for w in workers if not w.is_ended and (status is None or w.status is status)]
 
     def tasks_in(self, *statuses: TaskStatus) -> list[str]:
-        return sorted(t.id for t in self.model.state.tasks.values() if t.status in statuses)
+        return [t.id for t in self.model.state.tasks.values() if t.status in statuses]
+
+    def deadlines(self) -> list[tuple[datetime, str]]:
+        """The model's host deadlines, but for the heartbeat timeouts of workers the
+        machine keeps alive (`keep_alive` beats them long before)."""
+        return [
+            (at, what)
+            for at, what in self.model.deadlines()
+            if not what.startswith("heartbeat:") or what.partition(":")[2] in self.silent
+        ]
+
+    def keep_alive(self) -> None:
+        """Heartbeat (`PATCH /workers/{id}`, as the SDK does, connected or not) every live
+        worker that is not silent once a third of the heartbeat timeout passed since its
+        last beat, so only the silent ones ever rely on the host's own refresh or reach
+        the timeout."""
+        due = timedelta(seconds=self.policy.heartbeat_timeout_seconds / 3)
+        now = _now()
+        ending = {  # a grace window or drain deadline ends these about now: leave them be
+            what.partition(":")[2]
+            for at, what in self.model.deadlines()
+            if what.startswith(("worker:", "drain:"))
+            and (at - now).total_seconds() <= MARGIN + self.policy.sweep_interval_seconds
+        }
+        for worker_id in self.live():
+            worker = self.model.state.workers[worker_id]
+            if worker_id in self.silent or worker_id in ending:
+                continue
+            if now - worker.last_heartbeat < due:
+                continue
+            answer = self.rest.call("PATCH", f"/workers/{worker_id}", self.owner)
+            outcome = self.run(
+                RecordHeartbeat(now=_now(), actor=self.actor(self.owner), worker_id=worker_id)
+            )
+            self.expect_answer(outcome, answer, f"keep-alive heartbeat of {worker_id}")
+
+    def pause_until(self, at: datetime) -> None:
+        """Let time pass until just after `at` (waiting for the host's clock is the point
+        here, not a stand-in for an event), heartbeating the workers kept alive."""
+        step = max(min(self.policy.heartbeat_timeout_seconds / 6, 0.5), 0.01)
+        while (remaining := (at - _now()).total_seconds() + SLACK) > 0:
+            self.keep_alive()
+            time.sleep(min(remaining, step))
+        self.keep_alive()
+
+    def catch_up(self) -> None:
+        """Advance the model to now: what the host's timers and sweeper must have done."""
+        for outcome in self.model.advance(_now()):
+            self.expected.extend(self._expected_of(outcome))
 
     def diverged(self, what: str, expected: Any, shown: Any) -> Divergence:
         steps = "\n".join(f"  {n}. {s}" for n, s in enumerate(self.steps, start=1))
@@ -313,14 +372,16 @@ class HostStateMachine(RuleBasedStateMachine):
     def disconnect(self, pick: int, abrupt: bool) -> None:
         """The worker's connection goes: torn down under it (abrupt) or closed; without
         Socket.IO its process goes silent. The model applies the policy's grace window."""
-        workers = self.live(WorkerStatus.ONLINE)
+        workers = [  # with Socket.IO: the workers with a connection of their own to lose
+            w
+            for w in self.live(WorkerStatus.ONLINE)
+            if not self.target.socketio or (w in self.sockets and self.sockets[w].client.connected)
+        ]
         if not workers:
             return
         worker_id = workers[pick % len(workers)]
         sock = self.sockets.pop(worker_id, None)
         connected = sock is not None and sock.client.connected
-        if self.target.socketio and not connected:
-            return  # no connection of its own to lose (its session, if any, is elsewhere)
         if sock is not None and connected:
             sock.tear_down() if abrupt else sock.close()
             sharing = [w for w, s in self.sockets.items() if s is sock]
@@ -363,22 +424,30 @@ class HostStateMachine(RuleBasedStateMachine):
         self.join(worker_id, sock, jobs[0])
         self.record(f"worker {worker_id[:8]} reconnects within its grace window")
 
-    @precondition(lambda self: self.model.deadlines())
+    def next_deadline(self) -> tuple[datetime, str] | None:
+        deadlines = self.deadlines()
+        if not deadlines or (deadlines[0][0] - _now()).total_seconds() > LONGEST_WAIT:
+            return None
+        return deadlines[0]
+
+    @precondition(lambda self: self.next_deadline())
     @rule()
     def wait_past_deadline(self) -> None:
-        """Let the next host deadline (a grace window, a claim lease) pass."""
-        at, what = self.model.deadlines()[0]
-        remaining = (at - _now()).total_seconds()
-        if remaining > 0:
-            time.sleep(remaining + 0.05)  # time itself is what this step waits for
+        """Let the next host deadline pass (a grace window, a claim lease, a silent
+        worker's heartbeat timeout, a drain's deadline), if it is near enough."""
+        found = self.next_deadline()
+        if found is None:
+            return
+        at, what = found
+        self.pause_until(at)
         self.record(f"wait past the deadline of {what}")
 
     @precondition(lambda self: self.target.socketio and self.model.state.workers)
     @rule(pick=st.integers(0, 7))
     def reconnect_past_grace(self, pick: int) -> None:
         """A worker the host ended comes back: its join is refused, nothing changes."""
-        ended = sorted(w.id for w in self.model.state.workers.values() if w.is_ended and w.jobs)
-        ended = ended or sorted(w.id for w in self.model.state.workers.values() if w.is_ended)
+        ended = [w.id for w in self.model.state.workers.values() if w.is_ended and w.jobs]
+        ended = ended or [w.id for w in self.model.state.workers.values() if w.is_ended]
         if not ended:
             return
         worker_id = ended[pick % len(ended)]
@@ -386,6 +455,90 @@ class HostStateMachine(RuleBasedStateMachine):
         self.all_sockets.append(sock)
         self.join(worker_id, sock, self.job(0))
         self.record(f"ended worker {worker_id[:8]} tries to join again")
+
+    def silence_candidates(self) -> list[str]:
+        return [w for w in self.live(WorkerStatus.ONLINE) if w not in self.silent]
+
+    @precondition(
+        lambda self: (
+            self.policy.heartbeat_timeout_seconds <= LONGEST_WAIT and self.silence_candidates()
+        )
+    )
+    @rule(pick=st.integers(0, 7), wait=st.sampled_from([False, False, True]))
+    def go_silent(self, pick: int, wait: bool) -> None:
+        """A worker stops heartbeating (its process hangs). Without a connection the host
+        keeps alive (`ModelPolicy.refreshes_connected`) it is lost once the heartbeat
+        timeout passed; a connected one stays. `wait`: wait here until the host's
+        deadline passed (else later steps run while it is silent)."""
+        candidates = self.silence_candidates()
+        worker_id = candidates[pick % len(candidates)]
+        self.silent.add(worker_id)
+        worker = self.model.state.workers[worker_id]
+        kept = self.model.refreshed(worker)
+        if wait:
+            timeout = timedelta(seconds=self.policy.heartbeat_timeout_seconds)
+            at = max(worker.last_heartbeat + timeout, _now())
+            if kept:  # the host's next sweep after the deadline must keep it
+                at += timedelta(seconds=self.policy.sweep_interval_seconds + 0.2)
+            self.pause_until(at)
+            self.catch_up()
+        self.record(
+            f"worker {worker_id[:8]} goes silent{' (connected)' if kept else ''}"
+            f"{', wait past its heartbeat timeout' if wait else ''}"
+        )
+
+    def operator(self, by: str) -> Token | None:
+        """The operator's token (`admin`); also the owner, or another user (refused)."""
+        if self.target.admin is None:
+            return None
+        return {"owner": self.owner, "other": self.target.other}.get(by, self.target.admin)
+
+    @precondition(lambda self: self.target.admin is not None and self.live())
+    @rule(
+        pick=st.integers(0, 7),
+        by=st.sampled_from(["admin", "admin", "owner", "other"]),
+        deadline=st.sampled_from([None, None, 2.0]),
+    )
+    def drain(self, pick: int, by: str, deadline: float | None) -> None:
+        """POST /workers/{id}/drain: the worker claims nothing from now on and leaves once
+        it holds nothing (at once when idle); past `deadline` a sweep ends it."""
+        workers = self.live()
+        worker_id = workers[pick % len(workers)]
+        token = self.operator(by)
+        if token is None:
+            return
+        body: dict[str, Any] = {"reason": "maintenance"}
+        if deadline is not None:
+            body["deadline_seconds"] = deadline
+        answer = self.rest.call("POST", f"/workers/{worker_id}/drain", token, body)
+        command = DrainWorker(
+            now=_now(), actor=self.actor(token), worker_id=worker_id, reason="maintenance",
+            deadline_seconds=deadline,
+        )  # fmt: skip
+        self.expect_answer(self.run(command), answer, f"drain worker {worker_id} by {token.user}")
+        within = f" within {deadline:g} s" if deadline is not None else ""
+        self.record(f"{token.user} drains worker {worker_id[:8]}{within}")
+
+    @precondition(lambda self: self.target.admin is not None and self.model.state.tasks)
+    @rule(
+        pick=st.integers(0, 15),
+        by=st.sampled_from(["admin", "admin", "owner", "other"]),
+        held=st.booleans(),
+    )
+    def requeue(self, pick: int, by: str, held: bool) -> None:
+        """POST /tasks/{id}/requeue: a claimed or running task goes back to its queue (its
+        attempt fenced); any other task is refused. `held`: pick a held task if any."""
+        tasks = (held and self.tasks_in(TaskStatus.CLAIMED, TaskStatus.RUNNING)) or list(
+            self.model.state.tasks
+        )
+        task_id = tasks[pick % len(tasks)]
+        token = self.operator(by)
+        if token is None:
+            return
+        answer = self.rest.call("POST", f"/tasks/{task_id}/requeue", token, {"reason": "stuck"})
+        command = RequeueTask(now=_now(), actor=self.actor(token), task_id=task_id, reason="stuck")
+        self.expect_answer(self.run(command), answer, f"requeue task {task_id} by {token.user}")
+        self.record(f"{token.user} requeues task {task_id[:8]}")
 
     # --- tasks --------------------------------------------------------------------------
 
@@ -470,17 +623,17 @@ class HostStateMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.state.tasks)
     @rule(pick=st.integers(0, 15))
     def cancel(self, pick: int) -> None:
-        tasks = sorted(self.model.state.tasks)
+        tasks = list(self.model.state.tasks)
         task_id = tasks[pick % len(tasks)]
         self.report(task_id, TaskStatus.CANCELLED, None, None, self.owner)
         self.record(f"submitter cancels task {task_id[:8]}")
 
     def stale_candidates(self) -> list[str]:
-        return sorted(
+        return [
             t.id
             for t in self.model.state.tasks.values()
             if t.attempt_workers and (t.status is TaskStatus.PENDING or t.attempt > 1)
-        )
+        ]
 
     @precondition(lambda self: self.stale_candidates())
     @rule(
@@ -544,26 +697,31 @@ class HostStateMachine(RuleBasedStateMachine):
 
     @invariant()
     def host_matches_the_model(self) -> None:
+        """Check, then check again while a deadline came near meanwhile, so the next step
+        starts clear of every host deadline."""
         if not self.steps:
             return
-        self.settle()
-        self.converge()
-        self.check_emissions()
+        while True:
+            self.keep_alive()
+            self.settle()
+            self.converge()
+            self.check_emissions()
+            if not self.near_deadlines():
+                return
+
+    def near_deadlines(self) -> list[datetime]:
+        """Deadlines the next step could race: within `MARGIN` plus the host's sweep
+        interval (how late the host may act on a deadline that just passed, so a check
+        never waits on one while the next one passes)."""
+        now, margin = _now(), MARGIN + self.policy.sweep_interval_seconds
+        return [at for at, _ in self.deadlines() if (at - now).total_seconds() <= margin]
 
     def settle(self) -> None:
         """Deadlines at or near now: wait until they pass, then advance the model."""
-        deadlines = self.model.deadlines()
-        if not deadlines:
-            return
-        now = _now()
-        near = [at for at, _ in deadlines if (at - now).total_seconds() <= MARGIN]
-        if not near:
-            return
-        remaining = (max(near) - now).total_seconds()
-        if remaining > 0:
-            time.sleep(remaining + 0.05)  # waiting for time to pass is this step's point
-        for outcome in self.model.advance(_now()):
-            self.expected.extend(self._expected_of(outcome))
+        near = self.near_deadlines()
+        if near:
+            self.pause_until(max(near))
+            self.catch_up()
 
     def view(self) -> dict[str, Any]:
         """The host's REST view of what the model knows: the room's tasks, the workers
@@ -589,6 +747,9 @@ class HostStateMachine(RuleBasedStateMachine):
                 for t in tasks
             },
             "workers": sorted(str(w["id"]) for w in workers if str(w["id"]) in known),
+            "draining": sorted(
+                str(w["id"]) for w in workers if str(w["id"]) in known and w.get("draining")
+            ),
             "jobs": {
                 str(j["full_name"]): sorted(str(w) for w in j.get("workers", [])) for j in jobs
             },
@@ -601,7 +762,8 @@ class HostStateMachine(RuleBasedStateMachine):
         return {
             "history": self.predicted_histories() if self.target.history else {},
             "tasks": tasks,
-            "workers": self.live(),
+            "workers": sorted(self.live()),
+            "draining": sorted(w for w in self.live() if self.model.state.workers[w].draining),
             "jobs": {
                 name: sorted(job.workers) for name, job in self.model.listed_jobs(self.room).items()
             },
@@ -611,8 +773,8 @@ class HostStateMachine(RuleBasedStateMachine):
         """Poll the host's REST view until it equals the model's, or the deadline."""
         wait = self.target.wait_seconds + self.policy.sweep_interval_seconds
         deadline = time.monotonic() + wait
-        expected = self.predicted()
         while True:
+            expected = self.predicted()
             shown = self.view()
             self.check_terminal_once(shown["tasks"])
             if shown == expected:
@@ -620,6 +782,7 @@ class HostStateMachine(RuleBasedStateMachine):
             if time.monotonic() > deadline:
                 raise self.diverged("REST view", *_differences(expected, shown))
             time.sleep(0.05)  # REST polled with a deadline
+            self.keep_alive()
 
     def check_terminal_once(self, tasks: dict[str, TaskView]) -> None:
         for task in tasks.values():
@@ -703,7 +866,7 @@ def _differences(expected: dict[str, Any], shown: dict[str, Any]) -> tuple[Any, 
     """Only the entries that differ, to keep a divergence report short."""
     want: dict[str, Any] = {}
     got: dict[str, Any] = {}
-    for part in ("history", "tasks", "workers", "jobs"):
+    for part in ("history", "tasks", "workers", "draining", "jobs"):
         a, b = expected[part], shown[part]
         if a == b:
             continue

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from workerledger.core import (
     DEFAULT_CATEGORIES,
+    Actor,
     Command,
     DisconnectWorker,
     DomainError,
@@ -24,6 +25,7 @@ from workerledger.core import (
     Event,
     ExpireClaim,
     LedgerState,
+    RecordHeartbeat,
     RunningTaskPolicy,
     SubmitTask,
     SweepWorker,
@@ -49,6 +51,10 @@ class ModelPolicy:
     `max_worker_losses`: what the jobs the machine registers ask for a RUNNING task of
     an ended worker. `heartbeat_timeout_seconds`: when a silent worker is lost.
     `sweep_interval_seconds`: how late after a deadline the host may act on it.
+    `refreshes_connected`: the host's sweeper records a heartbeat for every online
+    worker whose connection it holds (the reference sweeper does), so a connected worker
+    never times out; a worker without one is lost once it was silent for
+    `heartbeat_timeout_seconds`.
     """
 
     grace_seconds: float = 0.0
@@ -58,6 +64,7 @@ class ModelPolicy:
     on_worker_lost: RunningTaskPolicy = RunningTaskPolicy.REQUEUE
     max_worker_losses: int = 3
     allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    refreshes_connected: bool = True
 
 
 ZNDRAW_JOBLIB_017 = ModelPolicy(
@@ -204,13 +211,30 @@ class LifecycleModel:
 
     # --- time ---------------------------------------------------------------------------
 
+    def refreshed(self, worker: WorkerState) -> bool:
+        """The host keeps `worker` alive itself: online, its connection attached."""
+        return (
+            self.policy.refreshes_connected
+            and worker.status is WorkerStatus.ONLINE
+            and worker.sid is not None
+        )
+
     def deadlines(self) -> list[tuple[datetime, str]]:
-        """Every instant after which the host must act on its own (a grace window ends,
-        a claim lease runs out), with what: `worker:<id>` or `task:<id>`."""
+        """Every instant after which the host must act on its own, with what: a grace
+        window ends (`worker:<id>`), a claim lease runs out (`task:<id>`), a worker that
+        nothing keeps alive passes the heartbeat timeout (`heartbeat:<id>`), a drain's
+        deadline passes (`drain:<id>`)."""
         found: list[tuple[datetime, str]] = []
+        beat = timedelta(seconds=self.policy.heartbeat_timeout_seconds)
         for worker in self.state.workers.values():
+            if worker.is_ended:
+                continue
             if worker.status is WorkerStatus.DISCONNECTED and worker.grace_deadline is not None:
                 found.append((worker.grace_deadline, f"worker:{worker.id}"))
+            elif worker.status is WorkerStatus.ONLINE and not self.refreshed(worker):
+                found.append((worker.last_heartbeat + beat, f"heartbeat:{worker.id}"))
+            if worker.drain_deadline is not None:
+                found.append((worker.drain_deadline, f"drain:{worker.id}"))
         timeout = self.policy.claim_timeout_seconds
         if timeout is not None:
             for task in self.state.tasks.values():
@@ -219,12 +243,18 @@ class LifecycleModel:
         return sorted(found)
 
     def advance(self, now: datetime) -> list[Outcome]:
-        """What the host's timers and sweeper must have done by `now`: every worker whose
-        grace expired is lost, every claim whose lease ran out is requeued."""
+        """What the host's timers and sweeper must have done by `now`, in the sweeper's
+        order: a heartbeat for every worker the host keeps alive (`refreshed`); every
+        worker past its grace window, heartbeat timeout or drain deadline is ended; every
+        claim whose lease ran out is requeued."""
         done: list[Outcome] = []
         timeout = self.policy.heartbeat_timeout_seconds
         for worker in list(self.state.workers.values()):
-            if worker.status is WorkerStatus.DISCONNECTED and sweep_reason(worker, now, timeout):
+            if self.refreshed(worker):
+                actor = Actor(user=worker.user)
+                done.append(self.apply(RecordHeartbeat(now=now, actor=actor, worker_id=worker.id)))
+        for worker in list(self.state.workers.values()):
+            if sweep_reason(worker, now, timeout):
                 sweep = SweepWorker(now=now, worker_id=worker.id, heartbeat_timeout_seconds=timeout)
                 done.append(self.apply(sweep))
         lease = self.policy.claim_timeout_seconds
