@@ -49,7 +49,7 @@ from bench.loadgen import (
     run_delete,
     run_throughput,
 )
-from bench.report import fmt, machine_description, results_dir
+from bench.report import fmt, machine_description, write_results
 
 TOPIC = "peer"
 ZNDRAW = "zndraw-joblib"
@@ -799,10 +799,7 @@ def main(argv: list[str] | None = None) -> int:
         "goals": report.goals(),
         "notes": notes,
     }
-    folder = args.results_dir or results_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{TOPIC}.json"
-    out.write_text(json.dumps(document, indent=2) + "\n")
+    out = write_results(TOPIC, document, args.results_dir)
     print(f"[peer] wrote {out}", flush=True)
     for goal in document["goals"]:
         mark = {True: "met", False: "MISSED", None: "not measured"}[goal["met"]]

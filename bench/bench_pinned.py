@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shlex
@@ -44,7 +43,7 @@ import httpx
 from bench import peer_zndraw
 from bench.bench_peer import WORK, WORKERLEDGER, ZNDRAW, fresh_host, log_path, stop_on_sigterm
 from bench.loadgen import PREFIX, ServerProcess, Target, free_port, run_throughput
-from bench.report import machine_description, results_dir
+from bench.report import machine_description, write_results
 
 TOPIC = "pinned"
 FLOOR = "floor"
@@ -528,10 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": samples,
         "notes": notes,
     }
-    folder = args.results_dir or results_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{TOPIC}_{slug(plan.label)}.json"
-    out.write_text(json.dumps(document, indent=2) + "\n")
+    out = write_results(f"{TOPIC}_{slug(plan.label)}", document, args.results_dir)
     print(f"[pinned] wrote {out}", flush=True)
     for entry in summary:
         parts = [f"{entry['workers']} workers:"]

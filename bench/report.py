@@ -39,6 +39,14 @@ def results_dir() -> Path:
     return Path(override) if override else BENCH / "results"
 
 
+def write_results(name: str, document: dict[str, Any], folder: Path | None = None) -> Path:
+    """Write `document` to `<folder or results_dir()>/<name>.json`; returns the path."""
+    out = (folder or results_dir()) / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    return out
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
