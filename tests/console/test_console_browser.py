@@ -224,3 +224,60 @@ async def test_a_worker_page_draws_a_resume_and_follows_the_worker_to_its_end(
         await expect(page.locator("#state-at")).to_have_attribute("data-status", "left")
         assert await page.evaluate("window.sameDocument") is True
         assert errors == []
+
+
+async def test_an_operator_drains_a_worker_and_requeues_a_task_from_the_pages(start_host):
+    # Given alice's worker holding two claimed tasks
+    running = await start_host()
+    api = running.api()
+    put = await api.put("/rooms/r1/jobs", json={"category": "modifiers", "name": "Rotate"})
+    worker_id = put.json()["worker_id"]
+    tasks = []
+    for n in range(2):
+        submitted = await api.post(
+            "/rooms/r1/tasks/r1:modifiers:Rotate", json={"payload": {"n": n}}
+        )
+        tasks.append(submitted.json()["id"])
+        claimed = await api.post("/tasks/claim", json={"worker_id": worker_id})
+        assert claimed.json()["task"]["id"] == tasks[-1]
+
+    async with chromium() as browser:
+        errors: list[str] = []
+        page = await open_console(browser, running.url, "tok-alice", errors)
+        answers: list[str] = []
+
+        async def answer(dialog: Any) -> None:  # the reason asked for, as a person types it
+            answers.append(dialog.message)
+            await dialog.accept("kernel update" if "drain" in dialog.message else "stuck")
+
+        page.on("dialog", answer)
+        # When the operator drains it from its page
+        await page.goto(f"{running.url}/console/workers/{worker_id}")
+        await page.click("#drain")
+        # Then the page shows it draining, with the reason and who asked
+        await expect(page.locator("#draining")).to_contain_text("kernel update, by alice")
+        await expect(page.locator("#drain")).to_have_count(0)  # asked once
+        worker = (await api.get(f"/workers/{worker_id}")).json()
+        assert worker["draining"] is True
+
+        # When the operator requeues one of its tasks from the task's page
+        await page.goto(f"{running.url}/console/tasks/{tasks[0]}")
+        await page.click("#requeue")
+        # Then the task is pending again, its page says so, and the worker still drains
+        await expect(page.locator("#task-head .badge").first).to_have_text("pending")
+        await expect(page.locator("#requeue")).to_have_count(0)
+        assert (await api.get(f"/tasks/{tasks[0]}")).json()["status"] == "pending"
+        history = (await api.get(f"/tasks/{tasks[0]}/history")).json()
+        assert any(e["type"] == "TaskRequeued" for e in history["timeline"])
+        assert len(answers) == 2 and "drain" in answers[0] and "requeue" in answers[1]
+
+        # A refusal is shown, not swallowed: bob may not requeue alice's other task
+        bob_page = await open_console(browser, running.url, "tok-bob", errors)
+        bob_page.on("dialog", answer)
+        await bob_page.goto(f"{running.url}/console/tasks/{tasks[1]}")
+        await bob_page.click("#requeue")
+        result = bob_page.locator("#requeue-result")
+        await expect(result).to_have_attribute("data-outcome", "refused")
+        assert (await api.get(f"/tasks/{tasks[1]}")).json()["status"] == "claimed"
+        assert errors == []
+    await api.aclose()

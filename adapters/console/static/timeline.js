@@ -8,11 +8,13 @@ import {
   REST,
   HttpError,
   badge,
+  commandButton,
   dateTime,
   duration,
   el,
   getJSON,
   link,
+  postJSON,
   setLive,
   serverNow,
   short,
@@ -31,6 +33,7 @@ const REFRESH_MS = 1000;
 const EVENTS_SHOWN = 300;
 const ENDS = { WorkerLost: "lost", WorkerLeft: "left", WorkerDeleted: "deleted" };
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const HELD = new Set(["claimed", "running"]);
 const TICKS = [
   100, 200, 500, 1e3, 2e3, 5e3, 1e4, 15e3, 3e4, 6e4, 12e4, 3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 108e5,
   216e5, 432e5, 864e5, 1728e5, 6048e5,
@@ -146,7 +149,18 @@ export function showWorker({ main, failed }, id, at) {
         s?.end_reason ? el("span", { class: "reason", "data-reason": s.end_reason }, ` · ${s.end_reason}`) : null,
         ` · ${h.claims.length} claims · ${h.caused.length} released at its end · lived ${duration(model.tEnd - model.t0)}`,
       ),
+      s?.draining_since && !s.ended_at
+        ? el("p", { id: "draining", class: "reason" }, `draining since ${dateTime(s.draining_since)} (${s.drain_reason ?? ""}, by ${s.drained_by ?? "?"}): claims nothing, leaves when its tasks end`)
+        : null,
+      s && !s.ended_at && !s.draining_since
+        ? commandButton("drain", "Drain", "Why drain this worker? It claims nothing more and leaves when its tasks end (recorded with your name).", (reason) => postJSON(`${REST}/workers/${encodeURIComponent(id)}/drain`, { reason }), reload)
+        : null,
     );
+  }
+
+  function reload() {
+    clearTimeout(timer);
+    load();
   }
 
   function renderState(h, iso) {
@@ -412,6 +426,12 @@ export function showTask({ main, failed }, id) {
         s ? ` ${s.job_name} · room ${s.room_id} · submitted by ${s.submitted_by} ${dateTime(s.created_at)} · ${h.attempts.length} attempts` : "",
         s?.error ? el("div", { class: "error" }, s.error) : null,
       ),
+      s && HELD.has(s.status)
+        ? commandButton("requeue", "Requeue", "Why requeue this task? Its holder's attempt is fenced and it is told the task was cancelled (recorded with your name).", (reason) => postJSON(`${REST}/tasks/${encodeURIComponent(id)}/requeue`, { reason }), () => {
+            clearTimeout(timer);
+            load();
+          })
+        : null,
     );
     figure.replaceChildren(drawTask(h, id).node);
     lists.replaceChildren(

@@ -25,6 +25,7 @@ export class HttpError extends Error {
   constructor(status, text) {
     super(`HTTP ${status}: ${text.slice(0, 200)}`);
     this.status = status;
+    this.body = text;
   }
 }
 
@@ -53,6 +54,56 @@ export async function getJSON(url, signal) {
   }
   if (!response.ok) throw new HttpError(response.status, await response.text());
   return response.json();
+}
+
+/** POST `body` as JSON to `url` with the tab's token (an operator command); errors as
+ * getJSON's. */
+export async function postJSON(url, body) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${getToken()}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    cache: "no-store",
+  });
+  if (response.status === 401) {
+    forgetToken();
+    throw new Unauthorized("the host refused the token");
+  }
+  if (!response.ok) throw new HttpError(response.status, await response.text());
+  return response.json();
+}
+
+/** A button that asks why (the reason is recorded in the log with the caller's name),
+ * then runs `act(reason)`; a refusal (403, 404, 409 ...) is shown next to it. */
+export function commandButton(id, label, question, act, onDone) {
+  const result = el("span", { class: "reason", id: `${id}-result`, role: "status" });
+  const button = el("button", { type: "button", id }, label);
+  button.onclick = async () => {
+    const reason = window.prompt(question);
+    if (!reason) return;
+    button.disabled = true;
+    try {
+      await act(reason);
+      result.textContent = ` ${label.toLowerCase()}: asked`;
+      result.dataset.outcome = "ok";
+      onDone();
+    } catch (error) {
+      result.dataset.outcome = "refused";
+      result.textContent = ` refused: ${refusal(error)}`;
+      button.disabled = false;
+    }
+  };
+  return el("span", { class: "command" }, button, result);
+}
+
+function refusal(error) {
+  if (!(error instanceof HttpError)) return String(error.message ?? error);
+  try {
+    const problem = JSON.parse(error.body);
+    return problem.detail ?? problem.title ?? `HTTP ${error.status}`;
+  } catch {
+    return `HTTP ${error.status}`;
+  }
 }
 
 /** An element: `attrs` (data-* and others as attributes, `class`, `on*` listeners) and
