@@ -7,13 +7,14 @@ asserts what the model predicted, so a model that predicts nothing cannot pass."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hosts import ADMIN, ALICE, BOB, serve
 from test_hosts import SHORT, SHORT_POLICY, machine
 from workerledger.core import TaskStatus, WorkerStatus
 
-from workerledger.testing import HostStateMachine, HostTarget
+from workerledger.testing import HostStateMachine, HostTarget, ModelPolicy
 
 
 def step(m: HostStateMachine) -> None:
@@ -102,6 +103,67 @@ def test_silence_drain_and_requeue_on_the_reference_host(tmp_path: Path) -> None
             m.drain(pick=pick(m.live(), idle), by="owner", deadline=2.0)
             step(m)
             assert m.model.state.workers[idle].status is WorkerStatus.LEFT
+        finally:
+            m.teardown()
+        assert "Traceback" not in host.output(), host.output()
+
+
+RESUME = {  # a grace window longer than the heartbeat timeout plus the step margin
+    "disconnect_grace_seconds": 5,
+    "claim_timeout_seconds": 30,
+    "sweep_interval_seconds": 0.5,
+    "heartbeat_timeout_seconds": 1.5,
+}
+RESUME_POLICY = ModelPolicy(
+    grace_seconds=5, claim_timeout_seconds=30, sweep_interval_seconds=0.5,
+    heartbeat_timeout_seconds=1.5,
+)  # fmt: skip
+
+
+def test_a_resume_past_the_heartbeat_timeout_outlives_the_old_grace_deadline(
+    tmp_path: Path,
+) -> None:
+    """`let_time_pass` between steps: a silent worker holding a claim is disconnected,
+    time passes beyond its heartbeat timeout (within the grace window), it resumes, and
+    time passes beyond the old grace deadline: it stays online with its claim (the
+    grace timer's sweep must count the resume as a sign of life)."""
+    with serve(tmp_path, database_url=f"sqlite:///{tmp_path / 'r.db'}", **RESUME) as host:
+        cls = machine(HostTarget([host.url], ALICE, other=BOB, admin=ADMIN), RESUME_POLICY)
+        m = cls()
+        try:
+            m.watch_the_room()
+            m.register_worker(jobs=(0,), by_job=False, connect=True)
+            step(m)
+            worker_id = newest_worker(m, set())
+            m.submit(job=0, payload={"n": 1})
+            step(m)
+            m.claim(pick=0)
+            step(m)
+            (held,) = m.model.state.workers[worker_id].tasks
+            m.go_silent(pick=pick(m.silence_candidates(), worker_id), wait=False)
+            step(m)
+            m.disconnect(pick=0, abrupt=True)
+            step(m)
+            worker = m.model.state.workers[worker_id]
+            assert worker.status is WorkerStatus.DISCONNECTED, worker
+            assert worker.grace_deadline is not None
+            old_deadline = worker.grace_deadline
+
+            m.let_time_pass(seconds=2.0)  # past the heartbeat timeout, within grace
+            step(m)
+            assert m.steps[-1] == "2.00 s pass", m.steps
+            beat = timedelta(seconds=RESUME_POLICY.heartbeat_timeout_seconds)
+            assert datetime.now(UTC) - worker.last_heartbeat > beat
+            assert m.within_grace() == [worker_id]
+            m.reconnect_within_grace(pick=0)
+            step(m)
+            while datetime.now(UTC) <= old_deadline:  # past the old grace deadline
+                m.let_time_pass(seconds=3.0)
+                step(m)
+            resumed = m.model.state.workers[worker_id]
+            assert resumed.status is WorkerStatus.ONLINE, resumed
+            assert resumed.tasks == {held}
+            assert m.model.state.tasks[held].status is TaskStatus.CLAIMED
         finally:
             m.teardown()
         assert "Traceback" not in host.output(), host.output()

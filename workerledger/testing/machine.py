@@ -8,11 +8,12 @@ workers and jobs, submit, claim, start, complete, fail and cancel tasks, join an
 job rooms, leave gracefully, tear a worker's socket down, reconnect within and past the
 grace window, delete workers, drain workers and requeue tasks as an operator (with an
 `admin` token), let a worker go silent, report with stale attempts and forged worker
-ids, send hostile input, and wait past the host's deadlines (grace windows, claim
-leases, drain deadlines, and heartbeat timeouts up to `LONGEST_WAIT`). Each rule runs
-the same action through the model, which says what the host must answer. Between and
-during steps the machine heartbeats (REST) every live worker it has not silenced, so
-only silent workers reach the heartbeat timeout.
+ids, send hostile input, wait past the host's deadlines (grace windows, claim
+leases, drain deadlines, and heartbeat timeouts up to `LONGEST_WAIT`), and let a few
+seconds pass while a worker is silent or disconnected (`let_time_pass`, up to
+`LONGEST_PASS`). Each rule runs the same action through the model, which says what
+the host must answer. Between and during steps the machine heartbeats (REST) every live
+worker it has not silenced, so only silent workers reach the heartbeat timeout.
 
 After every step the machine waits (REST polled until a deadline, the watcher's events
 awaited) until the host's REST view of the room's tasks, the workers and the room's
@@ -63,6 +64,7 @@ from .protocol import Answer, HostTarget, Rest, Token, Watcher, WorkerSocket
 JOBS = (("modifiers", "relax"), ("analysis", "plot"))
 MARGIN = 1.0  # seconds kept clear of a host deadline, so no step races the host's timer
 LONGEST_WAIT = 10.0  # the machine waits past host deadlines at most this far off
+LONGEST_PASS = 3.0  # `let_time_pass` lets at most this much time pass
 SLACK = 0.05  # past a deadline by this much, so the host's strict comparison holds
 
 
@@ -441,6 +443,33 @@ class HostStateMachine(RuleBasedStateMachine):
         at, what = found
         self.pause_until(at)
         self.record(f"wait past the deadline of {what}")
+
+    def waiting_on_time(self) -> bool:
+        """A live worker is silent or disconnected: time passing is its lifecycle."""
+        return any(
+            w in self.silent or self.model.state.workers[w].status is WorkerStatus.DISCONNECTED
+            for w in self.live()
+        )
+
+    @precondition(lambda self: self.waiting_on_time())
+    @rule(seconds=st.floats(0.5, LONGEST_PASS))
+    def let_time_pass(self, seconds: float) -> None:
+        """Let `seconds` pass with no step (the keep-alive beats on), so host deadlines
+        that are not the next one (a silent or disconnected worker's heartbeat timeout, a
+        grace window an earlier resume should have cancelled) pass between other steps.
+        Stops just past the nearest host deadline when the wait would end past it or
+        within the margin before it (no step starts racing a deadline), else at `seconds`;
+        then the model advances to now, as the check after it expects."""
+        at = _now() + timedelta(seconds=seconds)
+        margin = timedelta(seconds=MARGIN + self.policy.sweep_interval_seconds)
+        deadlines = self.deadlines()
+        what = f"{seconds:.2f} s pass"
+        if deadlines and at >= deadlines[0][0] - margin:
+            at, nearest = deadlines[0]
+            what = f"time passes the deadline of {nearest}"
+        self.pause_until(at)
+        self.catch_up()
+        self.record(what)
 
     @precondition(lambda self: self.target.socketio and self.model.state.workers)
     @rule(pick=st.integers(0, 7))
