@@ -83,10 +83,13 @@ class GroupPlan:
     written: set[str] = field(default_factory=set)
 
     def clashes(self, streams: Iterable[str]) -> bool:
-        return not self.written.isdisjoint(streams)
+        return bool(self.written) and not self.written.isdisjoint(streams)
 
     def clashes_with(self, decision: Decision) -> bool:
-        """Whether `decision` read or wrote a stream an earlier member writes."""
+        """Whether `decision` read or wrote a stream an earlier member writes (nothing
+        to compare, and no stream names built, while the group has written nothing)."""
+        if not self.written:
+            return False
         return self.clashes(scope_streams(decision.state)) or self.clashes(
             event.stream for event in decision.events
         )

@@ -107,11 +107,8 @@ class Ledger:
                 await self._commit(queued)
         finally:
             self._busy = None
-            for pending, done in self._queue if self._queue else ():  # cancelled: the
-                pending.fail(StoreError("the ledger stopped before this command's group"))
-                if done is not None and not done.done():  # loop is stopping
-                    done.set_result(None)
-            self._queue = []
+            left, self._queue = self._queue, []  # cancelled: the loop is stopping
+            _settle(left)
 
     async def _commit(self, queued: list[tuple[Pending, asyncio.Future[None] | None]]) -> None:
         group = [pending for pending, _ in queued]
@@ -122,11 +119,7 @@ class Ledger:
                 if not pending.done:
                     pending.fail(error)
         finally:
-            for pending, done in queued:
-                if not pending.done:  # cancelled mid-group (the loop is stopping)
-                    pending.fail(StoreError("the ledger stopped before this command's group"))
-                if done is not None and not done.done():
-                    done.set_result(None)
+            _settle(queued)
 
     async def execute(self, command: Command) -> Decision:
         try:
@@ -191,3 +184,13 @@ class Ledger:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.service.close()
+
+
+def _settle(queued: Sequence[tuple[Pending, asyncio.Future[None] | None]]) -> None:
+    """Wake every waiter of `queued`; a member its group never decided (the loop is
+    stopping) fails rather than answering nothing."""
+    for pending, done in queued:
+        if not pending.done:
+            pending.fail(StoreError("the ledger stopped before this command's group"))
+        if done is not None and not done.done():
+            done.set_result(None)

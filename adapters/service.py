@@ -84,7 +84,6 @@ class LedgerService:
         self.group_limit = max(1, group_limit)
         self.conflicts = 0  # appends that lost a race (for figures and tests)
         self.commits = 0  # appends that stored events (one per group)
-        self.events_committed = 0
         self.commands_committed = 0  # commands whose events those appends carried
         self._lock = threading.RLock()
 
@@ -269,7 +268,6 @@ class LedgerService:
         events = plan.events
         if any(event.durable for event in events):
             self.commits += 1
-            self.events_committed += sum(1 for event in events if event.durable)
             self.commands_committed += sum(
                 1 for m in plan.members if any(e.durable for e in m.decision.events) or m.refusal
             )

@@ -30,7 +30,7 @@ class TimedEventStore:
         seconds: Histogram,
         conflicts: Counter,
         errors: Counter,
-        sizes: Histogram | None = None,
+        sizes: Histogram,
     ) -> None:
         self.wrapped = store
         self._seconds, self._conflicts, self._errors = seconds, conflicts, errors
@@ -40,7 +40,7 @@ class TimedEventStore:
         started = time.perf_counter()
         try:
             stored = self.wrapped.append(events, expected)
-            if self._sizes is not None and events:
+            if events:
                 self._sizes.observe(len(events))
             return stored
         except ConcurrencyError:
@@ -94,7 +94,7 @@ def timed_store(
     seconds: Histogram,
     conflicts: Counter,
     errors: Counter,
-    sizes: Histogram | None = None,
+    sizes: Histogram,
 ) -> EventStore:
     """The proxy for `store` (keeping its snapshot reads when it has them)."""
     if isinstance(store, SnapshottingStore):

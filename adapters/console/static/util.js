@@ -42,27 +42,20 @@ export function serverNow() {
 }
 
 /** GET `url` with the tab's token; 401 forgets the token and throws Unauthorized. */
-export async function getJSON(url, signal) {
-  const response = await fetch(url, {
-    headers: { Authorization: `Bearer ${getToken()}` },
-    cache: "no-store",
-    signal,
-  });
-  if (response.status === 401) {
-    forgetToken();
-    throw new Unauthorized("the host refused the token");
-  }
-  if (!response.ok) throw new HttpError(response.status, await response.text());
-  return response.json();
+export function getJSON(url, signal) {
+  return request(url, { signal });
 }
 
 /** POST `body` as JSON to `url` with the tab's token (an operator command); errors as
  * getJSON's. */
-export async function postJSON(url, body) {
+export function postJSON(url, body) {
+  return request(url, { method: "POST", body: JSON.stringify(body) }, { "Content-Type": "application/json" });
+}
+
+async function request(url, init, headers = {}) {
   const response = await fetch(url, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${getToken()}`, "Content-Type": "application/json" },
-    body: JSON.stringify(body),
+    ...init,
+    headers: { Authorization: `Bearer ${getToken()}`, ...headers },
     cache: "no-store",
   });
   if (response.status === 401) {
