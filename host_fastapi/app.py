@@ -41,6 +41,7 @@ from workerledger.adapters.realtime.handlers import (
     WorkerSockets,
     register_socketio_handlers,
 )
+from workerledger.adapters.rest.fast_lane import fast_lane
 from workerledger.adapters.rest.router import create_router
 from workerledger.adapters.room_policy import RoomPolicy
 from workerledger.adapters.runtime import LedgerRuntime
@@ -145,7 +146,8 @@ def build_host(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    asgi = _reporting_startup_failures(socketio.ASGIApp(sio, other_asgi_app=api), startup_failures)
+    rest: ASGIApp = fast_lane(api, runtime) if settings.rest_fast_lane else api
+    asgi = _reporting_startup_failures(socketio.ASGIApp(sio, other_asgi_app=rest), startup_failures)
     return Host(asgi, api, sio, runtime, settings)
 
 

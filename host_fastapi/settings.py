@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         "Off: scrapers usually hold no token, and the figures name no ids, payloads or "
         "users; turn it on when the port is reachable by people who should not see them.",
     )
+    rest_fast_lane: bool = Field(
+        default=True,
+        description="Whether a worker's busiest requests (submit, claim, status report, "
+        "heartbeat) are answered below FastAPI's per-request layers when they are "
+        "well-formed (adapters/rest/fast_lane.py); the answers are the same either way. "
+        "Off: every request goes through FastAPI.",
+    )
     heartbeat_timeout_seconds: float = Field(
         default=60.0,
         gt=0,

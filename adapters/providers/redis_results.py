@@ -134,7 +134,7 @@ class RedisResultCache:
             finally:
                 self._subscribed.clear()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             await asyncio.sleep(retry)
             retry = min(retry * 2, _MAX_RETRY_SECONDS)
 

@@ -18,11 +18,11 @@ import inspect
 import re
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, TypeVar, get_args
 
 from fastapi import Header, Path, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 from workerledger.core import DEFAULT_CATEGORIES
 
@@ -39,6 +39,7 @@ from .models import request_models
 # `:`; a REST path segment cannot hold `/` either.
 ROOM_ID_PATTERN = r"^(@global|@internal|[^@:/]+)$"
 _UNPARSED = object()
+M = TypeVar("M", bound=BaseModel)
 _BOUND = "__workerledger_endpoint__"
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
@@ -96,6 +97,12 @@ class RestBoundary:
         annotations = {"room_id": Annotated[str, room], "job_name": Annotated[str, job]}
         object.__setattr__(self, "_annotations", annotations)
         object.__setattr__(self, "_models", request_models(limits, self.categories))
+
+    def request_model(self, model: type[M]) -> type[M]:
+        """The request model FastAPI validates a `model` body with (this boundary's
+        limits in its fields)."""
+        bound: type[M] = self._models.get(model, model)
+        return bound
 
     def bind(self, endpoint: Callable[..., Any]) -> Callable[..., Any]:
         """`endpoint` with this boundary's constraints in its signature (what FastAPI

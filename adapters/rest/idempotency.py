@@ -16,7 +16,7 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Header, Response
+from fastapi import Header
 
 from .models import ID_NAMESPACE
 
@@ -58,7 +58,3 @@ def keyed_provider_id(user: str, key: str) -> str:
 
 def _keyed_id(name: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, name))
-
-
-def mark_replayed(response: Response) -> None:
-    response.headers[REPLAYED_HEADER] = "true"

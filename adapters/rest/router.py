@@ -80,18 +80,7 @@ def create_router(
     else:
         if authenticate is not None or waiters is not None:
             raise TypeError("a LedgerRuntime holds the authenticator and the waiters")
-        ctx = RestContext(
-            ledger=ledger.ledger,
-            authenticate=ledger.authenticate,
-            waiters=ledger.waiters,
-            clock=ledger.clock,
-            allowed_categories=ledger.policies.allowed_categories,
-            long_poll_max_wait_seconds=ledger.policies.long_poll_max_wait_seconds,
-            limits=ledger.limits,
-            room_policy=ledger.room_policy,
-            internal_executor=ledger.internal_executor,
-            providers=ledger.provider_settings(),
-        )
+        ctx = rest_context(ledger)
     router = APIRouter(prefix=PREFIX)
     parts = [  # routes are matched in order: the task routes, the busiest, first
         task_routes(ctx),  # (no path of theirs overlaps a path of the others)
@@ -103,3 +92,20 @@ def create_router(
     ]
     include_with_allow(router, parts)
     return router
+
+
+def rest_context(runtime: LedgerRuntime) -> RestContext:
+    """What the routes of `runtime` share: its ledger, authenticator, waiters, clock,
+    policies, limits, room policy, internal executor and provider settings."""
+    return RestContext(
+        ledger=runtime.ledger,
+        authenticate=runtime.authenticate,
+        waiters=runtime.waiters,
+        clock=runtime.clock,
+        allowed_categories=runtime.policies.allowed_categories,
+        long_poll_max_wait_seconds=runtime.policies.long_poll_max_wait_seconds,
+        limits=runtime.limits,
+        room_policy=runtime.room_policy,
+        internal_executor=runtime.internal_executor,
+        providers=runtime.provider_settings(),
+    )

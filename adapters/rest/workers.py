@@ -28,6 +28,13 @@ from .models import (
 from .problems import problem_responses
 
 
+async def record_heartbeat(ctx: RestContext, worker_id: str, actor: Actor) -> WorkerResponse:
+    """A heartbeat of `worker_id` (the route and the hot-request lane both call this)."""
+    command = RecordHeartbeat(worker_id=worker_id, actor=actor, now=ctx.clock())
+    decision = await ctx.ledger.execute(command)
+    return worker_response(decision.state.workers[command.worker_id])
+
+
 def worker_routes(ctx: RestContext) -> APIRouter:
     router = APIRouter(
         route_class=ctx.route_class, tags=["workers"], responses=problem_responses(403, 404, 409)
@@ -64,9 +71,7 @@ def worker_routes(ctx: RestContext) -> APIRouter:
 
     @router.patch("/workers/{worker_id}")
     async def heartbeat(worker_id: uuid.UUID, actor: CurrentActor) -> WorkerResponse:
-        command = RecordHeartbeat(worker_id=str(worker_id), actor=actor, now=ctx.clock())
-        decision = await ctx.ledger.execute(command)
-        return worker_response(decision.state.workers[command.worker_id])
+        return await record_heartbeat(ctx, str(worker_id), actor)
 
     @router.delete("/workers/{worker_id}", status_code=204)
     async def remove_worker(worker_id: uuid.UUID, actor: CurrentActor) -> Response:

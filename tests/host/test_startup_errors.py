@@ -214,6 +214,7 @@ def test_every_setting_is_read_from_its_variable_and_shown_when_changed(monkeypa
         "socketio_manager_url": "redis://:pw@127.0.0.1:6379/0",
         "socketio_channel": "other",
         "metrics_require_token": "true",
+        "rest_fast_lane": "false",
     }
     fields = {n: f for n, f in Settings.model_fields.items() if n != "admin_token_file"}
     for name, field in fields.items():
