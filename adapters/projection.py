@@ -14,10 +14,10 @@ index can change without touching a route or a handler.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
-from typing import Self
+from typing import Any, Self
 
 from workerledger.core import (
     GLOBAL_ROOM,
@@ -49,7 +49,10 @@ from workerledger.core import (
     WorkerState,
     WorkerStatus,
     claim_expired,
-    evolve,
+    evolve_job,
+    evolve_provider,
+    evolve_task,
+    evolve_worker,
     job_full_name,
     sweep_reason,
 )
@@ -121,29 +124,27 @@ class Projection:
             self._apply_event(HeartbeatRecorded(worker_id=worker_id, at=at), self.position)
 
     def _apply_event(self, event: Event, position: int) -> None:
+        # the core's step for the event's own entity (what `evolve` does on a state)
         kind, key = event.stream_kind, event.stream_key
-        before_task = self.tasks.get(key) if kind is StreamKind.TASK else None
-        state = LedgerState.of(
-            workers={key: self.workers[key]}
-            if kind is StreamKind.WORKER and key in self.workers
-            else {},
-            jobs={key: self.jobs[key]} if kind is StreamKind.JOB and key in self.jobs else {},
-            tasks={key: before_task} if before_task is not None else {},
-            providers={key: self.providers[key]}
-            if kind is StreamKind.PROVIDER and key in self.providers
-            else {},
-        )
-        after = evolve(state, event)
-        if kind is StreamKind.WORKER and key in after.workers:
-            if key not in self.workers:
-                self._worker_order.append(key)
-            self.workers[key] = after.workers[key]
-        elif kind is StreamKind.JOB and key in after.jobs:
-            self.jobs[key] = after.jobs[key]
-        elif kind is StreamKind.TASK and key in after.tasks:
-            self._index_task(before_task, after.tasks[key], position)
-        elif kind is StreamKind.PROVIDER and key in after.providers:
-            self._index_provider(after.providers[key])
+        if kind is StreamKind.TASK:
+            before_task = self.tasks.get(key)
+            task = evolve_task(before_task, event)
+            if task is not None:
+                self._index_task(before_task, task, position)
+        elif kind is StreamKind.WORKER:
+            worker = evolve_worker(self.workers.get(key), event)
+            if worker is not None:
+                if key not in self.workers:
+                    self._worker_order.append(key)
+                self.workers[key] = worker
+        elif kind is StreamKind.JOB:
+            job = evolve_job(self.jobs.get(key), event)
+            if job is not None:
+                self.jobs[key] = job
+        elif kind is StreamKind.PROVIDER:
+            provider = evolve_provider(self.providers.get(key), event)
+            if provider is not None:
+                self._index_provider(provider)
 
     def _index_provider(self, provider: ProviderState) -> None:
         before = self.providers.get(provider.full_name)
@@ -174,77 +175,11 @@ class Projection:
 
     def scope(self, command: Command) -> LedgerState:
         """The partial state `command` reads: named entities and what they reference."""
-        workers: dict[str, WorkerState] = {}
-        jobs: dict[str, JobState] = {}
-        tasks: dict[str, TaskState] = {}
-        providers: dict[str, ProviderState] = {}
-
-        def add_worker(worker_id: str | None, *, with_tasks: bool = False) -> None:
-            worker = self.workers.get(worker_id) if worker_id else None
-            if worker is None:
-                return
-            workers[worker.id] = worker
-            for job_name in worker.jobs:
-                add_job(job_name)
-            if with_tasks:
-                for task_id in worker.tasks:
-                    add_task(task_id)
-                for provider_name in worker.providers:
-                    add_provider(provider_name)
-
-        def add_provider(provider_name: str) -> None:
-            provider = self.providers.get(provider_name)
-            if provider is not None:
-                providers[provider_name] = provider
-                if provider.is_live and provider.worker_id not in workers:
-                    add_worker(provider.worker_id)
-
-        def add_job(job_name: str) -> None:
-            if job_name in self.jobs:
-                jobs[job_name] = self.jobs[job_name]
-
-        def add_task(task_id: str) -> None:
-            task = self.tasks.get(task_id)
-            if task is not None:
-                tasks[task_id] = task
-                add_job(task.job_name)
-
-        match command:
-            case RegisterJob():
-                add_worker(command.worker_id)
-                add_job(job_full_name(command.room_id, command.category, command.name))
-            case JoinJobRoom():
-                add_worker(command.worker_id)
-                add_job(command.job_name)
-            case DisconnectWorker() | SweepWorker() | RemoveWorker() | DrainWorker():
-                add_worker(command.worker_id, with_tasks=True)
-            case SubmitTask():
-                add_job(command.job_name)
-                add_task(command.task_id)
-            case ClaimTask():
-                add_worker(command.worker_id)
-                add_task(command.task_id)
-            case ExpireClaim() | UpdateTask() | RequeueTask():
-                add_task(command.task_id)
-                task = self.tasks.get(command.task_id)
-                holder = self.workers.get(task.worker_id) if task and task.worker_id else None
-                # a draining holder may end in this decision: it needs its providers
-                add_worker(
-                    holder.id if holder else None, with_tasks=bool(holder and holder.draining)
-                )
-                if isinstance(command, UpdateTask) and command.worker_id:
-                    add_worker(command.worker_id)
-            case RegisterProvider():
-                add_worker(command.worker_id)
-                add_provider(job_full_name(command.room_id, command.category, command.name))
-            case RemoveProvider():
-                add_provider(command.provider_name)
-            case JoinProviderRoom() | LeaveProviderRoom():
-                add_worker(command.worker_id)
-                add_provider(command.provider_name)
-            case _:
-                add_worker(getattr(command, "worker_id", None))
-        return LedgerState.of(workers=workers, jobs=jobs, tasks=tasks, providers=providers)
+        scope = _Scope(self)
+        _scope_step(type(command))(scope, command)
+        return LedgerState.of(
+            workers=scope.workers, jobs=scope.jobs, tasks=scope.tasks, providers=scope.providers
+        )
 
     def version(self, stream: str | Stream) -> int:
         """The stream's version in the view (0: no events yet), the append's expectation."""
@@ -388,3 +323,134 @@ class Projection:
             else reversed(self._seq_task.values())
         )
         return (self.tasks[task_id] for task_id in ids)
+
+
+class _Scope:
+    """The entities a command reads, gathered from a view (`Projection.scope`)."""
+
+    __slots__ = ("jobs", "providers", "tasks", "view", "workers")
+
+    def __init__(self, view: Projection) -> None:
+        self.view = view
+        self.workers: dict[str, WorkerState] = {}
+        self.jobs: dict[str, JobState] = {}
+        self.tasks: dict[str, TaskState] = {}
+        self.providers: dict[str, ProviderState] = {}
+
+    def add_worker(self, worker_id: str | None, *, with_tasks: bool = False) -> None:
+        worker = self.view.workers.get(worker_id) if worker_id else None
+        if worker is None:
+            return
+        self.workers[worker.id] = worker
+        for job_name in worker.jobs:
+            self.add_job(job_name)
+        if with_tasks:
+            for task_id in worker.tasks:
+                self.add_task(task_id)
+            for provider_name in worker.providers:
+                self.add_provider(provider_name)
+
+    def add_provider(self, provider_name: str) -> None:
+        provider = self.view.providers.get(provider_name)
+        if provider is not None:
+            self.providers[provider_name] = provider
+            if provider.is_live and provider.worker_id not in self.workers:
+                self.add_worker(provider.worker_id)
+
+    def add_job(self, job_name: str) -> None:
+        job = self.view.jobs.get(job_name)
+        if job is not None:
+            self.jobs[job_name] = job
+
+    def add_task(self, task_id: str) -> None:
+        task = self.view.tasks.get(task_id)
+        if task is not None:
+            self.tasks[task_id] = task
+            self.add_job(task.job_name)
+
+
+def _scope_register_job(scope: _Scope, command: RegisterJob) -> None:
+    scope.add_worker(command.worker_id)
+    scope.add_job(job_full_name(command.room_id, command.category, command.name))
+
+
+def _scope_join_job_room(scope: _Scope, command: JoinJobRoom) -> None:
+    scope.add_worker(command.worker_id)
+    scope.add_job(command.job_name)
+
+
+def _scope_worker_end(
+    scope: _Scope, command: DisconnectWorker | SweepWorker | RemoveWorker | DrainWorker
+) -> None:
+    scope.add_worker(command.worker_id, with_tasks=True)
+
+
+def _scope_submit(scope: _Scope, command: SubmitTask) -> None:
+    scope.add_job(command.job_name)
+    scope.add_task(command.task_id)
+
+
+def _scope_claim(scope: _Scope, command: ClaimTask) -> None:
+    scope.add_worker(command.worker_id)
+    scope.add_task(command.task_id)
+
+
+def _scope_task_report(scope: _Scope, command: ExpireClaim | UpdateTask | RequeueTask) -> None:
+    scope.add_task(command.task_id)
+    task = scope.view.tasks.get(command.task_id)
+    holder = scope.view.workers.get(task.worker_id) if task and task.worker_id else None
+    # a draining holder may end in this decision: it needs its providers
+    scope.add_worker(holder.id if holder else None, with_tasks=bool(holder and holder.draining))
+    if isinstance(command, UpdateTask) and command.worker_id:
+        scope.add_worker(command.worker_id)
+
+
+def _scope_register_provider(scope: _Scope, command: RegisterProvider) -> None:
+    scope.add_worker(command.worker_id)
+    scope.add_provider(job_full_name(command.room_id, command.category, command.name))
+
+
+def _scope_remove_provider(scope: _Scope, command: RemoveProvider) -> None:
+    scope.add_provider(command.provider_name)
+
+
+def _scope_provider_room(scope: _Scope, command: JoinProviderRoom | LeaveProviderRoom) -> None:
+    scope.add_worker(command.worker_id)
+    scope.add_provider(command.provider_name)
+
+
+def _scope_worker(scope: _Scope, command: Command) -> None:
+    scope.add_worker(getattr(command, "worker_id", None))
+
+
+_ScopeStep = Callable[[_Scope, Any], None]
+_SCOPE_STEPS: dict[type, _ScopeStep] = {
+    RegisterJob: _scope_register_job,
+    JoinJobRoom: _scope_join_job_room,
+    DisconnectWorker: _scope_worker_end,
+    SweepWorker: _scope_worker_end,
+    RemoveWorker: _scope_worker_end,
+    DrainWorker: _scope_worker_end,
+    SubmitTask: _scope_submit,
+    ClaimTask: _scope_claim,
+    ExpireClaim: _scope_task_report,
+    UpdateTask: _scope_task_report,
+    RequeueTask: _scope_task_report,
+    RegisterProvider: _scope_register_provider,
+    RemoveProvider: _scope_remove_provider,
+    JoinProviderRoom: _scope_provider_room,
+    LeaveProviderRoom: _scope_provider_room,
+}
+
+
+def _scope_step(command_type: type) -> _ScopeStep:
+    """The scope step of a command type (of its nearest listed base, as a class pattern
+    would match; else the named worker alone), remembered per type."""
+    step = _SCOPE_STEPS.get(command_type)
+    if step is None:
+        step = next(
+            (_SCOPE_STEPS[base] for base in command_type.__mro__ if base in _SCOPE_STEPS),
+            _scope_worker,
+        )
+        _SCOPE_STEPS[command_type] = step
+    return step

@@ -108,7 +108,7 @@ from .events import (
     event_from_json,
     event_to_json,
 )
-from .evolve import evolve, fold
+from .evolve import evolve, evolve_job, evolve_provider, evolve_task, evolve_worker, fold
 from .model import (
     DEFAULT_CATEGORIES,
     GLOBAL_ROOM,
@@ -254,6 +254,10 @@ __all__ = [
     "event_from_json",
     "event_to_json",
     "evolve",
+    "evolve_job",
+    "evolve_provider",
+    "evolve_task",
+    "evolve_worker",
     "fold",
     "handle",
     "invalid_job_name_detail",

@@ -11,7 +11,7 @@ from . import decide_tasks as tasks
 from . import decide_workers as workers
 from .emissions import Emission, fold_with_emissions
 from .events import Event
-from .model import Frozen
+from .model import Frozen, construct
 from .state import LedgerState
 
 _DECIDERS: dict[type[Any], Callable[[LedgerState, Any], list[Event]]] = {
@@ -53,4 +53,5 @@ def handle(state: LedgerState, command: c.Command) -> Decision:
     """decide, then evolve and compute emissions from the new events only."""
     events = decide(state, command)
     after, emissions = fold_with_emissions(state, events)  # one fold for both
-    return Decision(state=after, events=tuple(events), emissions=emissions)
+    # all three are the core's own values, valid as built: not validated again
+    return construct(Decision, {"state": after, "events": tuple(events), "emissions": emissions})

@@ -13,7 +13,8 @@ beat per worker (a liveness table) instead of appending each one to the log.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, TypeAdapter
 
@@ -22,6 +23,11 @@ from .streams import Stream, StreamKind, stream_name
 
 
 class _Event(Frozen):
+    # The stream's name, kept on first use: a slot, not a field, so it is never
+    # validated, compared, hashed, copied or serialised (a copy computes it anew).
+    __slots__ = ("_stream",)
+    if TYPE_CHECKING:
+        _stream: str
     durable: ClassVar[bool] = True
     stream_kind: ClassVar[StreamKind]
     at: AwareDatetime
@@ -38,8 +44,20 @@ class _Event(Frozen):
 
     @property
     def stream(self) -> str:
-        """The stream's stored name (`worker:<id>`, ...): the store's key, never changes."""
-        return stream_name(self.stream_kind, self.stream_key)
+        """The stream's stored name (`worker:<id>`, ...): the store's key, never changes.
+
+        Computed once per event (the decision path asks for it a dozen times)."""
+        try:
+            return _cached_stream(self)
+        except AttributeError:
+            name = stream_name(self.stream_kind, self.stream_key)
+            object.__setattr__(self, "_stream", name)
+            return name
+
+
+# the slot's own getter: an empty slot raises AttributeError here, without going through
+# pydantic's `__getattr__` (which `self._stream` would)
+_cached_stream: Callable[[_Event], str] = _Event.__dict__["_stream"].__get__
 
 
 class _WorkerEvent(_Event):

@@ -42,7 +42,7 @@ from .events import (
     WorkerTaskAssigned,
     WorkerTaskReleased,
 )
-from .model import TaskStatus, WorkerStatus, copy_with
+from .model import TaskStatus, WorkerStatus, build, copy_with
 from .state import (
     CLAIM_KEYS_KEPT,
     JobState,
@@ -64,44 +64,90 @@ def fold(events: Iterable[Event], state: LedgerState | None = None) -> LedgerSta
 
 
 def evolve(state: LedgerState, event: Event) -> LedgerState:
+    """`state` after `event`: only the entity of the event's stream changes."""
+    kind, key = event.stream_kind, event.stream_key
+    if kind is StreamKind.TASK:
+        task = state.tasks.get(key)
+        after_task = evolve_task(task, event)
+        return state if after_task is None or after_task is task else state.with_task(after_task)
+    if kind is StreamKind.WORKER:
+        worker = state.workers.get(key)
+        after_worker = evolve_worker(worker, event)
+        if after_worker is None or after_worker is worker:
+            return state
+        return state.with_worker(after_worker)
+    if kind is StreamKind.JOB:
+        job = state.jobs.get(key)
+        after_job = evolve_job(job, event)
+        return state if after_job is None or after_job is job else state.with_job(after_job)
+    provider = state.providers.get(key)
+    after_provider = evolve_provider(provider, event)
+    if after_provider is None or after_provider is provider:
+        return state
+    return state.with_provider(after_provider)
+
+
+# One step per stream kind: the entity of the event's stream (None: absent) after the
+# event, None while it stays absent. `evolve` is these steps on a `LedgerState`; the
+# projection applies them to its own maps.
+
+
+def evolve_worker(worker: WorkerState | None, event: Event) -> WorkerState | None:
+    """The worker of a worker-stream event after it (None: absent)."""
     if isinstance(event, WorkerRegistered):
-        return state.with_worker(
-            WorkerState(
-                id=event.worker_id,
-                user=event.user,
-                created_at=event.at,
-                last_heartbeat=event.at,
-                request_hash=event.request_hash,
-            )
+        return WorkerState(
+            id=event.worker_id,
+            user=event.user,
+            created_at=event.at,
+            last_heartbeat=event.at,
+            request_hash=event.request_hash,
         )
-    if isinstance(event, JobRegistered):
-        return _evolve_job(state, event)
-    if isinstance(event, JobWorkerLinked | JobWorkerUnlinked):
-        return _evolve_job_link(state, event)
+    return None if worker is None else _evolve_worker(worker, event)
+
+
+def evolve_task(task: TaskState | None, event: Event) -> TaskState | None:
+    """The task of a task-stream event after it (None: absent)."""
     if isinstance(event, TaskSubmitted):
-        return state.with_task(
-            TaskState(
-                id=event.task_id,
-                job_name=event.job_name,
-                room_id=event.room_id,
-                payload=event.payload,
-                submitted_by=event.by,
-                created_at=event.at,
-                request_hash=event.request_hash,
-            )
+        return build(  # the submit's fields were validated with the event
+            TaskState,
+            {
+                "id": event.task_id,
+                "job_name": event.job_name,
+                "room_id": event.room_id,
+                "payload": dict(event.payload),  # validation would copy it too
+                "submitted_by": event.by,
+                "created_at": event.at,
+                "request_hash": event.request_hash,
+            },
         )
-    if isinstance(event, ProviderRegistered | ProviderRemoved):
-        return _evolve_provider(state, event)
-    if event.stream_kind is StreamKind.WORKER:
-        worker = state.workers.get(event.stream_key)
-        return state if worker is None else state.with_worker(_evolve_worker(worker, event))
-    task = state.tasks.get(event.stream_key) if event.stream_kind is StreamKind.TASK else None
-    return state if task is None else state.with_task(_evolve_task(task, event))
+    return None if task is None else _evolve_task(task, event)
 
 
-def _evolve_job(state: LedgerState, event: JobRegistered) -> LedgerState:
-    existing = state.jobs.get(event.job_name)
-    job = JobState(
+def evolve_job(job: JobState | None, event: Event) -> JobState | None:
+    """The job of a job-stream event after it (None: absent)."""
+    if isinstance(event, JobRegistered):
+        return _evolve_job(job, event)
+    if job is None:
+        return None
+    if isinstance(event, JobWorkerLinked):
+        return copy_with(job, {"workers": job.workers | {event.worker_id}})
+    if isinstance(event, JobWorkerUnlinked):
+        return copy_with(job, {"workers": job.workers - {event.worker_id}})
+    return job
+
+
+def evolve_provider(provider: ProviderState | None, event: Event) -> ProviderState | None:
+    """The provider of a provider-stream event after it (None: absent)."""
+    if isinstance(event, ProviderRegistered):
+        return _evolve_provider(provider, event)
+    if isinstance(event, ProviderRemoved) and provider is not None:
+        removed = {"removed_at": event.at, "removal_reason": event.reason}
+        return copy_with(provider, removed)
+    return provider
+
+
+def _evolve_job(existing: JobState | None, event: JobRegistered) -> JobState:
+    return JobState(
         full_name=event.job_name,
         room_id=event.room_id,
         category=event.category,
@@ -112,31 +158,11 @@ def _evolve_job(state: LedgerState, event: JobRegistered) -> LedgerState:
         on_worker_lost=event.on_worker_lost,
         max_worker_losses=event.max_worker_losses,
     )
-    return state.with_job(job)
 
 
-def _evolve_job_link(state: LedgerState, event: JobWorkerLinked | JobWorkerUnlinked) -> LedgerState:
-    job = state.jobs.get(event.job_name)
-    if job is None:
-        return state
-    if isinstance(event, JobWorkerLinked):
-        workers = job.workers | {event.worker_id}
-    else:
-        workers = job.workers - {event.worker_id}
-    return state.with_job(copy_with(job, {"workers": workers}))
-
-
-def _evolve_provider(
-    state: LedgerState, event: ProviderRegistered | ProviderRemoved
-) -> LedgerState:
-    existing = state.providers.get(event.provider_name)
-    if isinstance(event, ProviderRemoved):
-        if existing is None:
-            return state
-        removed = {"removed_at": event.at, "removal_reason": event.reason}
-        return state.with_provider(copy_with(existing, removed))
+def _evolve_provider(existing: ProviderState | None, event: ProviderRegistered) -> ProviderState:
     kept = existing is not None and existing.is_live and existing.id == event.provider_id
-    provider = ProviderState(
+    return ProviderState(
         id=event.provider_id,
         full_name=event.provider_name,
         room_id=event.room_id,
@@ -148,7 +174,6 @@ def _evolve_provider(
         worker_id=event.worker_id,
         created_at=existing.created_at if kept and existing is not None else event.at,
     )
-    return state.with_provider(provider)
 
 
 def _ended(worker: WorkerState, status: WorkerStatus, event: Event, reason: str) -> WorkerState:
@@ -173,7 +198,14 @@ def _why(what: str, reason: str | None) -> str:
 
 
 def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
-    match event:
+    match event:  # the most frequent first (the cases exclude each other)
+        case WorkerTaskAssigned(task_id=task_id, request_key=key):
+            keys = worker.claim_keys
+            if key is not None:
+                keys = (*keys, (key, task_id))[-CLAIM_KEYS_KEPT:]
+            return copy_with(worker, {"tasks": worker.tasks | {task_id}, "claim_keys": keys})
+        case WorkerTaskReleased(task_id=task_id):
+            return copy_with(worker, {"tasks": worker.tasks - {task_id}})
         case WorkerJobLinked(job_name=job_name):
             return copy_with(worker, {"jobs": worker.jobs | {job_name}})
         case HeartbeatRecorded(at=at):
@@ -239,13 +271,6 @@ def _evolve_worker(worker: WorkerState, event: Event) -> WorkerState:
             return _ended(worker, WorkerStatus.LEFT, event, _why(f"left (by {by})", reason))
         case WorkerDeleted(by=by, reason=reason):
             return _ended(worker, WorkerStatus.DELETED, event, _why(f"deleted (by {by})", reason))
-        case WorkerTaskAssigned(task_id=task_id, request_key=key):
-            keys = worker.claim_keys
-            if key is not None:
-                keys = (*keys, (key, task_id))[-CLAIM_KEYS_KEPT:]
-            return copy_with(worker, {"tasks": worker.tasks | {task_id}, "claim_keys": keys})
-        case WorkerTaskReleased(task_id=task_id):
-            return copy_with(worker, {"tasks": worker.tasks - {task_id}})
     return worker
 
 

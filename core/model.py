@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Any, TypeVar
+from collections.abc import Callable
+from enum import Enum, StrEnum
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,10 +25,12 @@ def copy_with(model: F, update: dict[str, Any]) -> F:
     instance whose field values are the model's with `update` applied (not validated),
     and whose set fields are the model's plus the updated ones. The evolve step copies
     on every event, so this is on every command's path."""
-    copied = model.__class__.__new__(model.__class__)
-    _set(copied, "__dict__", {**model.__dict__, **update})
+    copied = _new(model.__class__)
+    values = model.__dict__.copy()
+    values.update(update)
+    _set(copied, "__dict__", values)
     _set(copied, "__pydantic_extra__", None)
-    _set(copied, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(copied, "__pydantic_fields_set__", model.__pydantic_fields_set__.union(update))
     _set(copied, "__pydantic_private__", None)
     return copied
 
@@ -35,7 +38,7 @@ def copy_with(model: F, update: dict[str, Any]) -> F:
 def construct(cls: type[F], fields: dict[str, Any]) -> F:
     """`cls.model_construct(**fields)` for a `Frozen` model given all its fields (not
     validated), the same instance without pydantic's generic path."""
-    built = cls.__new__(cls)
+    built = _new(cls)
     _set(built, "__dict__", fields)
     _set(built, "__pydantic_extra__", None)
     _set(built, "__pydantic_fields_set__", set(fields))
@@ -43,7 +46,56 @@ def construct(cls: type[F], fields: dict[str, Any]) -> F:
     return built
 
 
+def build(cls: type[F], given: dict[str, Any]) -> F:
+    """`cls(**given)` for values that are valid as they are (not validated): the model's
+    defaults fill the fields not given, and the set fields are the given ones, as
+    validation would make them. Only for values the core built from validated ones."""
+    template, factories, required = _defaults_of(cls)
+    if not required <= given.keys() <= template.keys():
+        raise TypeError(f"{cls.__name__}: fields {sorted(given)} do not build it")
+    fields = template.copy()  # every field, in declaration order
+    fields.update(given)
+    for name, factory in factories:
+        if name not in given:
+            fields[name] = factory()
+    built = _new(cls)
+    _set(built, "__dict__", fields)
+    _set(built, "__pydantic_extra__", None)
+    _set(built, "__pydantic_fields_set__", set(given))
+    _set(built, "__pydantic_private__", None)
+    return built
+
+
+_Defaults = tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...], frozenset[str]]
+_DEFAULTS: dict[type[BaseModel], _Defaults] = {}
+_IMMUTABLE = (str, int, float, bool, frozenset, tuple, Enum, type(None))
+
+
+def _defaults_of(cls: type[BaseModel]) -> _Defaults:
+    found = _DEFAULTS.get(cls)
+    if found is not None:
+        return found
+    template: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    required: set[str] = set()
+    for name, field in cls.model_fields.items():
+        template[name] = None
+        if field.default_factory is not None:
+            if field.default_factory_takes_validated_data:
+                raise TypeError(f"{cls.__name__}.{name}: a factory of the data cannot be built")
+            factories.append((name, cast(Callable[[], Any], field.default_factory)))
+        elif field.is_required():
+            required.add(name)
+        elif isinstance(field.default, _IMMUTABLE):  # pydantic would copy a mutable one
+            template[name] = field.default
+        else:
+            raise TypeError(f"{cls.__name__}.{name}: a mutable default cannot be built")
+    found = _DEFAULTS[cls] = (template, tuple(factories), frozenset(required))
+    return found
+
+
 _set = object.__setattr__
+_new = object.__new__  # no core model defines __new__
 
 
 class TaskStatus(StrEnum):

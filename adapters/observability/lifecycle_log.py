@@ -16,12 +16,14 @@ import logging
 from typing import Any
 
 from workerledger.core import (
+    WORKER_ENDS,
     ConnectionAttached,
     Decision,
     Event,
     ProviderRegistered,
     ProviderRemoved,
     TaskReportRejected,
+    TaskRequeued,
     WorkerDisconnected,
     WorkerLost,
     WorkerRegistered,
@@ -31,6 +33,15 @@ from workerledger.core import (
 from .worker_ends import Release, WorkerEnd, releases, worker_ends
 
 LOGGER_NAME = "workerledger.lifecycle"
+_LOGGED = (
+    WorkerRegistered,
+    ConnectionAttached,
+    WorkerDisconnected,
+    WorkerResumed,
+    TaskReportRejected,
+    ProviderRegistered,
+    ProviderRemoved,
+)  # the events with a line of their own (`_event`)
 
 
 class LifecycleLog:
@@ -42,12 +53,20 @@ class LifecycleLog:
     def observe(self, decision: Decision) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
+        ends = releases_any = False  # whether worker_ends / releases can find anything
         for event in decision.events:
-            self._event(event)
-        for end in worker_ends(decision):
-            self._end(end)
-        for release in releases(decision):
-            self._release(release)
+            if isinstance(event, _LOGGED):
+                self._event(event)
+            elif isinstance(event, WORKER_ENDS):
+                ends = releases_any = True
+            elif isinstance(event, TaskRequeued):  # a TaskFailed is a release only with an end
+                releases_any = True
+        if ends:
+            for end in worker_ends(decision):
+                self._end(end)
+        if releases_any:
+            for release in releases(decision):
+                self._release(release)
 
     def _info(self, message: str, *args: object, **fields: Any) -> None:
         self.logger.info(message, *args, extra=fields)

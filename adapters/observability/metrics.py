@@ -22,10 +22,12 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from workerledger.core import (
+    WORKER_ENDS,
     Decision,
     ProviderState,
     TaskClaimed,
     TaskReportRejected,
+    TaskRequeued,
     TaskState,
     TaskStatus,
     WorkerDisconnected,
@@ -167,33 +169,54 @@ class LedgerMetrics:
             "Provider reads of this process parked waiting for the worker's result.",
             registry=r,
         )
-        for cause in CAUSES:  # every series from the start, at 0
+        # every series from the start, at 0; the labelled children kept for `observe`
+        self._ends_by_cause: dict[str, Counter] = {}
+        self._releases_by_cause: dict[tuple[str, str], Counter] = {}
+        for cause in CAUSES:
             if cause == "claim_timeout":
-                self.releases.labels(cause=cause, outcome="requeued")
+                self._releases_by_cause[cause, "requeued"] = self.releases.labels(
+                    cause=cause, outcome="requeued"
+                )
                 continue
-            self.worker_ends.labels(cause=cause)
+            self._ends_by_cause[cause] = self.worker_ends.labels(cause=cause)
             for outcome in OUTCOMES:
-                self.releases.labels(cause=cause, outcome=outcome)
+                self._releases_by_cause[cause, outcome] = self.releases.labels(
+                    cause=cause, outcome=outcome
+                )
 
     # --- from committed decisions (a Ledger observer) ----------------------------------
 
     def observe(self, decision: Decision) -> None:
+        ends = releases_any = False  # whether worker_ends / releases can find anything
         for event in decision.events:
-            if isinstance(event, TaskClaimed) and event.attempt == 1:
-                task = decision.state.tasks.get(event.task_id)
-                if task is not None:
-                    waited = (event.at - task.created_at).total_seconds()
-                    self.claim_latency.observe(max(waited, 0.0))
+            if isinstance(event, TaskClaimed):
+                if event.attempt == 1:
+                    task = decision.state.tasks.get(event.task_id)
+                    if task is not None:
+                        waited = (event.at - task.created_at).total_seconds()
+                        self.claim_latency.observe(max(waited, 0.0))
             elif isinstance(event, WorkerDisconnected):
                 self.disconnects.labels(reason=event.reason).inc()
             elif isinstance(event, WorkerResumed):
                 self.resumes.inc()
             elif isinstance(event, TaskReportRejected):
                 self.stale_reports.inc()
-        for end in worker_ends(decision):
-            self.worker_ends.labels(cause=end.cause).inc()
-        for release in releases(decision):
-            self.releases.labels(cause=release.cause, outcome=release.outcome).inc()
+            elif isinstance(event, WORKER_ENDS):
+                ends = releases_any = True
+            elif isinstance(event, TaskRequeued):  # a TaskFailed is a release only with an end
+                releases_any = True
+        if ends:
+            for end in worker_ends(decision):
+                child = self._ends_by_cause.get(end.cause)
+                if child is None:
+                    child = self.worker_ends.labels(cause=end.cause)
+                child.inc()
+        if releases_any:
+            for release in releases(decision):
+                child = self._releases_by_cause.get((release.cause, release.outcome))
+                if child is None:
+                    child = self.releases.labels(cause=release.cause, outcome=release.outcome)
+                child.inc()
 
     # --- the store ---------------------------------------------------------------------
 

@@ -98,9 +98,10 @@ def dumps(value: Any, indent: int | None = None) -> str:
 
     Compact, or with `indent` spaces per level (as `json.dumps(indent=...)` writes it).
     """
-    encoder = _COMPACT if indent is None else _encoder(indent)
     try:
-        return encoder.encode(value)
+        if indent is None:
+            return _compact(value)
+        return _encoder(indent).encode(value)
     except (RecursionError, ValueError):
         return _dumps_iterative(value, indent)
 
@@ -113,6 +114,27 @@ def _encoder(indent: int | None) -> json.JSONEncoder:
 
 
 _COMPACT = _encoder(None)
+_c_make_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+
+
+def _compact_encoder() -> Callable[[Any], str]:
+    """`_COMPACT.encode` without its set-up on every call: the C encoder `json` builds
+    for each call, built once. It keeps no marks of the containers it is in (they
+    would be shared by every thread), so a cycle ends at the recursion limit instead of
+    "Circular reference detected", and `dumps` hands it to the iterative coder, which
+    names the cycle as before. The same text otherwise: the same C encoder and options.
+    """
+    if _c_make_encoder is None:  # a Python without the C accelerator
+        return _COMPACT.encode
+    c_encode = _c_make_encoder(
+        None, _COMPACT.default, encode_basestring, None, ":", ",", False, False, False
+    )
+    return lambda value: "".join(c_encode(value, 0))
+
+
+_compact = _compact_encoder()
 
 
 def loads(text: str | bytes) -> Any:
