@@ -119,7 +119,11 @@ class LedgerRuntime:
             self.store.close()
             raise
         self.metrics = LedgerMetrics()  # this process's figures, in their own registry
-        self.service = LedgerService(self.metrics.timed(self.store), view=self._restored.view)
+        self.service = LedgerService(
+            self.metrics.timed(self.store),
+            view=self._restored.view,
+            current_appends=True,  # PostgreSQL: no catch-up read before each decision
+        )
         self.waiters = TaskWaiters()
         delivery: list[Emitter] = [SocketIOEmitter(sio, namespace)] if sio is not None else []
         self.ledger = Ledger(

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from workerledger.core import (
     ClaimTask,
@@ -52,6 +52,7 @@ from workerledger.core import (
 from .commit_group import GROUP_LIMIT, Claimed, GroupPlan, Member, Pending
 from .ports import ConcurrencyError, EventStore, StoredEvent, StoreError
 from .projection import Projection
+from .store.recorder import CorruptEventError, CurrentStore, ViewBehindError
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,16 @@ class LedgerService:
         max_attempts: int = 12,
         batch: int = 2000,
         group_limit: int = GROUP_LIMIT,
+        current_appends: bool = False,
     ) -> None:
         """`view`: where the service starts (restored from the read-model tables, see
         `store.read_models.load_view`); an empty view by default. Either way the
-        service catches up with the log before every command and query.
-        `group_limit`: the most commands one group commit carries."""
+        service catches up with the log before every query, and every decision rests
+        on a view that is current (see `_commit_group`).
+        `group_limit`: the most commands one group commit carries.
+        `current_appends`: on a store that `appends_current` (PostgreSQL), decide on the
+        view as it is and let the append read what others committed under its lock
+        (`_store_current`), instead of reading the log before every group."""
         self.store = store
         self.view = view if view is not None else Projection()
         self.max_attempts = max_attempts
@@ -85,6 +91,8 @@ class LedgerService:
         self.conflicts = 0  # appends that lost a race (for figures and tests)
         self.commits = 0  # appends that stored events (one per group)
         self.commands_committed = 0  # commands whose events those appends carried
+        # the append reads what is new under its lock: no catch-up before deciding
+        self._appends_current = current_appends and bool(getattr(store, "appends_current", False))
         self._lock = threading.RLock()
 
     # --- reading the log --------------------------------------------------------------
@@ -152,26 +160,47 @@ class LedgerService:
                 waiting = self._commit_group(group) + waiting
 
     def _commit_group(self, group: list[Pending]) -> list[Pending]:
-        """One transaction for what `group` decides; returns the members deferred."""
+        """One transaction for what `group` decides; returns the members deferred.
+
+        The group is decided on a view read from the log first, or, with
+        `current_appends`, on the view as it is: an append then reads what others
+        committed under its lock and decides again there when anything is new
+        (`_store_current`), and a group that appends nothing reads the log after
+        deciding, and decides again on what that read brought when anything is new.
+        Either way no decision rests on a view older than a read made after it.
+        """
         sweeps = any(isinstance(p.command, SweepWorker) for p in group)
+        behind = False  # the view is too far behind to read what is new under the lock
         for attempt in range(self.max_attempts):
-            self.catch_up(liveness=sweeps)
-            plan, deferred = GroupPlan(), []
-            for pending in group:
-                if not self._decide_member(plan, pending):
-                    deferred.append(pending)
+            read_first = sweeps or behind or not self._appends_current
+            if read_first:
+                self.catch_up(liveness=sweeps)
+            plan, deferred = self._plan(group)
+            if not read_first and not _appends(plan) and self.catch_up(liveness=False):
+                plan, deferred = self._plan(group)  # decided again on what that read brought
+            committed: bool | StoreError
             try:
-                committed = self._store([event for event in plan.events if event.durable])
-            except StoreError as error:  # unreadable outcome: never guess
+                if self._appends_current and _appends(plan):
+                    plan, deferred, committed = self._store_current(group, plan, deferred)
+                else:
+                    committed = self._store([event for event in plan.events if event.durable])
+            except ViewBehindError:  # nothing appended: read the log first, then again
+                behind, committed = True, False
+            except CorruptEventError:  # a new event read under the lock: not an append's
+                raise
+            except StoreError as error:
+                committed = error
+            if isinstance(committed, StoreError):  # unreadable outcome: never guess
                 if len(plan.members) > 1:  # find the member it is about: each alone
                     return self._one_by_one(plan, deferred)
                 for member in plan.members:
-                    member.pending.fail(error)
+                    member.pending.fail(committed)
                 return deferred
             if not committed:  # another writer won: every member is decided again
                 for pending in group:
                     pending.reset()
-                self._back_off(attempt)
+                if not behind:
+                    self._back_off(attempt)
                 continue
             self._finish(plan)
             return deferred
@@ -182,6 +211,61 @@ class LedgerService:
                 )
             )
         return []
+
+    def _plan(self, group: list[Pending]) -> tuple[GroupPlan, list[Pending]]:
+        """Decide every member of `group` on the view as it is (outcomes set afresh)."""
+        plan, deferred = GroupPlan(), []
+        for pending in group:
+            pending.reset()
+            if not self._decide_member(plan, pending):
+                deferred.append(pending)
+        return plan, deferred
+
+    def _store_current(
+        self, group: list[Pending], plan: GroupPlan, deferred: list[Pending]
+    ) -> tuple[GroupPlan, list[Pending], bool | StoreError]:
+        """Append what `group` decided, on a view that is current when it commits.
+
+        `plan` was decided on the view as it is. Under its append lock the store reads
+        what others committed beyond the view's position; when anything is new the
+        view folds it in and the group is decided again there (nothing else can commit
+        meanwhile), so what is appended rests on the whole log as it is at the commit,
+        streams the decisions read but do not write included. Returns the plan that
+        stands, its deferred members, and True (committed), False when the group must
+        be decided again (a conflict, or an append that did not commit), or the error of
+        an append whose outcome cannot be read back. Raises ViewBehindError.
+        """
+        decided = [(plan, deferred)]  # the last stands: decided again when the log moved
+        attempted = [_durable(plan, self.view)]
+
+        def decide(new: list[StoredEvent]) -> tuple[list[Event], dict[str, int]]:
+            if new:  # others committed since the view's last read: decide on the log as is
+                for stored in new:
+                    self.view.apply(stored)
+                decided.append(self._plan(group))
+                attempted.append(_durable(decided[-1][0], self.view))
+            return attempted[-1]
+
+        store = cast(CurrentStore, self.store)
+        try:
+            stored = store.append_current(self.view.position, decide, self.batch)
+        except ConcurrencyError:
+            self.conflicts += 1
+            return plan, deferred, False
+        except (ViewBehindError, CorruptEventError):
+            raise
+        except StoreError as error:
+            events, expected = attempted[-1]
+            try:
+                found = self._read_back(events, expected, error)
+            except StoreError as unknown:
+                return *decided[-1], unknown
+            if found is None:
+                return plan, deferred, False
+            self._adopt(found)
+            return *decided[-1], True
+        self._adopt(stored, current=True)
+        return *decided[-1], True
 
     def _one_by_one(self, plan: GroupPlan, deferred: list[Pending]) -> list[Pending]:
         for member in plan.members:
@@ -332,9 +416,14 @@ class LedgerService:
             return None
         raise cause
 
-    def _adopt(self, stored: list[StoredEvent]) -> None:
-        """Fold our own committed events into the view (after the commit: never raises)."""
-        contiguous = all(s.position == self.view.position + 1 + i for i, s in enumerate(stored))
+    def _adopt(self, stored: list[StoredEvent], *, current: bool = False) -> None:
+        """Fold our own committed events into the view (after the commit: never raises).
+
+        `current`: the view had read everything committed before them (an append on
+        the current view), so gaps in the positions hide nothing."""
+        contiguous = current or all(
+            s.position == self.view.position + 1 + i for i, s in enumerate(stored)
+        )
         if contiguous:
             for record in stored:
                 self.view.apply(record)
@@ -409,6 +498,16 @@ def _retrying(read: Callable[[], T], attempts: int = 3) -> T:
             logger.info("store read failed (%s); retrying", error)
             LedgerService._back_off(attempt)
     return read()
+
+
+def _appends(plan: GroupPlan) -> bool:
+    return any(event.durable for event in plan.events)
+
+
+def _durable(plan: GroupPlan, view: Projection) -> tuple[list[Event], dict[str, int]]:
+    """What `plan` appends, and the expected version (in `view`) of each stream it writes."""
+    events = [event for event in plan.events if event.durable]
+    return events, {event.stream: view.version(event.stream) for event in events}
 
 
 def _same_events(found: Sequence[Event], ours: Sequence[Event]) -> bool:

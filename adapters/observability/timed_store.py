@@ -9,14 +9,15 @@ snapshot reads of history) goes to the wrapped store unchanged.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter, Histogram
 from workerledger.core import Event
 
 from ..ports import ConcurrencyError, EventStore, StoredEvent, StoreError
+from ..store.recorder import CurrentStore, DecideOnCurrent
 from ..store.snapshots import Snapshot, SnapshottingStore
 
 
@@ -37,11 +38,19 @@ class TimedEventStore:
         self._sizes = sizes
 
     def append(self, events: Sequence[Event], expected: Mapping[str, int]) -> list[StoredEvent]:
+        return self._observed(lambda: self.wrapped.append(events, expected))
+
+    def append_current(self, after: int, decide: DecideOnCurrent, limit: int) -> list[StoredEvent]:
+        """`append_current` of a store that `appends_current`, observed as `append`."""
+        wrapped = cast(CurrentStore, self.wrapped)
+        return self._observed(lambda: wrapped.append_current(after, decide, limit))
+
+    def _observed(self, append: Callable[[], list[StoredEvent]]) -> list[StoredEvent]:
         started = time.perf_counter()
         try:
-            stored = self.wrapped.append(events, expected)
-            if events:
-                self._sizes.observe(len(events))
+            stored = append()
+            if stored:
+                self._sizes.observe(len(stored))
             return stored
         except ConcurrencyError:
             self._conflicts.inc()

@@ -29,7 +29,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.persistence import (
@@ -101,6 +101,31 @@ class CorruptEventError(StoreError):
     """A stored event cannot be decoded, upcast or validated (the message says where)."""
 
 
+class ViewBehindError(Exception):
+    """`append_current` found `limit` or more events beyond the caller's position and
+    appended nothing: catch up with the log outside the append lock, then try again."""
+
+
+DecideOnCurrent = Callable[[list[ports.StoredEvent]], tuple[Sequence[Event], Mapping[str, int]]]
+
+
+class CurrentStore(Protocol):
+    """A store that appends on a view current at its commit (`RecorderEventStore` with
+    `appends_current`, or the timing proxy of one): see `RecorderEventStore.append_current`."""
+
+    def append_current(
+        self, after: int, decide: DecideOnCurrent, limit: int
+    ) -> list[ports.StoredEvent]: ...
+
+
+class _DecideFailed(Exception):
+    """Carries what `append_current`'s decide raised out of the recorder's transaction."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def undecodable(record: Notification, stream: object, reason: str) -> str:
     """The one-line report of an event that cannot be decoded, with the ways out."""
     named = f"stream {stream}" if isinstance(stream, str) else f"stream id {record.originator_id}"
@@ -146,6 +171,17 @@ class StreamRecorder(Protocol):
         ...
 
     def max_notification_id(self) -> int | None: ...
+
+
+class CurrentAppender(Protocol):
+    """A recorder that appends under its lock on a view that is current at the commit."""
+
+    def insert_events_after(
+        self,
+        after: int,
+        limit: int,
+        build: Callable[[list[Notification]], Sequence[StoredEvent]],
+    ) -> Sequence[int]: ...
 
 
 class CoreEventMapper(Mapper[UUID]):
@@ -248,9 +284,9 @@ class CoreEventMapper(Mapper[UUID]):
 class RecorderEventStore:
     """ports.EventStore on an eventsourcing application recorder (one per database).
 
-    Beyond the port: `latest_snapshot`, `read_stream_until`, `load_entity`,
-    `save_snapshot`, `head()` and the SQLAlchemy `engine` of the same database
-    (liveness and read-model tables).
+    Beyond the port: `append_current` (when `appends_current`: PostgreSQL),
+    `latest_snapshot`, `read_stream_until`, `load_entity`, `save_snapshot`, `head()`
+    and the SQLAlchemy `engine` of the same database (liveness and read-model tables).
     """
 
     def __init__(
@@ -287,19 +323,18 @@ class RecorderEventStore:
                 after, limit, inclusive_of_start=False
             ),
         )
+        current = callable(getattr(events, "insert_events_after", None))
+        self._insert_after = cast(CurrentAppender, events) if current else None
+        # whether `append_current` can decide under the append lock (the service then
+        # skips its catch-up read before deciding: the append reads what is new)
+        self.appends_current = self._insert_after is not None
 
     # --- the port -------------------------------------------------------------------
 
     def append(
         self, events: Sequence[Event], expected: Mapping[str, int]
     ) -> list[ports.StoredEvent]:
-        versions = dict(expected)
-        records: list[StoredEvent] = []
-        for event in events:
-            if event.stream not in versions:
-                raise ValueError(f"append: no expected version given for {event.stream}")
-            versions[event.stream] += 1
-            records.append(self.mapper.event_to_stored(event, versions[event.stream]))
+        records, versions = self._records(events, expected)
         touched = {event.stream for event in events}
         eventless = {stream_uuid(s): v for s, v in expected.items() if s not in touched}
         try:
@@ -316,6 +351,76 @@ class RecorderEventStore:
         ]
         self._snapshot_after_commit(expected, versions)
         return stored
+
+    def append_current(
+        self, after: int, decide: DecideOnCurrent, limit: int
+    ) -> list[ports.StoredEvent]:
+        """`append` on a view that is current at the commit (only when `appends_current`).
+
+        Under the log's append lock, the events committed beyond position `after` (the
+        caller's view; fewer than `limit`) are read and handed to `decide`, which folds
+        them into that view and returns the events to append and the expected version
+        of each of their streams (as `append`; every stream named must get events).
+        Nothing else commits before this commit, so what it appends was decided on the
+        whole log as it is then, streams read but not written included. Returns the
+        stored events (none when `decide` returned none).
+
+        Raises ViewBehindError when `limit` or more events are new (nothing appended);
+        what `decide` raises, unchanged (nothing appended); otherwise as `append`.
+        """
+        recorder = self._insert_after
+        if recorder is None:
+            raise NotImplementedError(f"{self.url} cannot append under its lock")
+        decided: list[tuple[Sequence[Event], Mapping[str, int], list[StoredEvent], dict[str, int]]]
+        decided = []
+
+        def build(rows: list[Notification]) -> Sequence[StoredEvent]:
+            try:
+                new = [self.mapper.stored_to_event(row, self._name_of) for row in rows]
+                events, expected = decide(new)
+                if set(expected) != {event.stream for event in events}:
+                    raise ValueError("append_current: expected versions only of written streams")
+                records, versions = self._records(events, expected)
+            except Exception as error:  # not the database's: out of the recorder unchanged
+                raise _DecideFailed(error) from error
+            decided.append((events, expected, records, versions))
+            return records
+
+        failed: Exception | None = None
+        try:
+            ids = recorder.insert_events_after(after, limit, build)
+        except _DecideFailed as carrier:
+            failed = carrier.error
+        except IntegrityError as error:
+            raise ConcurrencyError(f"a stream moved on under the append lock: {error}") from error
+        except _APPEND_ERRORS as error:
+            # the outcome may be unknown (the connection died around COMMIT): the
+            # service reads the streams back before it answers (service._read_back)
+            raise StoreError(f"cannot append to {self.url}: {error}") from error
+        if failed is not None:
+            raise failed
+        if not decided or not ids:
+            return []
+        events, expected, records, versions = decided[-1]
+        stored = [
+            ports.StoredEvent(position, event.stream, record.originator_version, event)
+            for position, event, record in zip(ids, events, records, strict=True)
+        ]
+        self._snapshot_after_commit(expected, versions)
+        return stored
+
+    def _records(
+        self, events: Sequence[Event], expected: Mapping[str, int]
+    ) -> tuple[list[StoredEvent], dict[str, int]]:
+        """The stored form of `events` after `expected`, and each stream's new version."""
+        versions = dict(expected)
+        records: list[StoredEvent] = []
+        for event in events:
+            if event.stream not in versions:
+                raise ValueError(f"append: no expected version given for {event.stream}")
+            versions[event.stream] += 1
+            records.append(self.mapper.event_to_stored(event, versions[event.stream]))
+        return records, versions
 
     def read(self, after: int, limit: int) -> list[ports.StoredEvent]:
         try:
