@@ -210,7 +210,9 @@ def labelled_topic(stem: str, data: dict[str, Any]) -> str | None:
 
 def label_order(data: dict[str, Any]) -> tuple[int, str]:
     label = str(data.get("label", ""))
-    rank = 0 if label.startswith("before") else 1 if label.startswith("after") else 2
+    # before..., then intermediate after/<commit> sets, then the latest `after`, then the rest
+    rank = 0 if label.startswith("before") else 1 if label.startswith("after/") else 2
+    rank = 3 if rank == 2 and not label.startswith("after") else rank
     return rank, label
 
 
