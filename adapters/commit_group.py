@@ -15,11 +15,14 @@ half-applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from workerledger.core import ClaimTask, Command, Decision, DomainError, Event, LedgerState, Stream
+
+if TYPE_CHECKING:
+    from .projection import Projection
 
 GROUP_LIMIT = 64  # commands per transaction; the rest wait for the next group
 
@@ -36,10 +39,13 @@ class Claimed(NamedTuple):
 @dataclass(eq=False)
 class Pending:
     """One command waiting for its group: `execute` (a Decision) or, with `claim`, a
-    `claim_next` (a Claimed or None). `done` once `result` or `error` is final."""
+    `claim_next` (a Claimed or None). `done` once `result` or `error` is final.
+    `check`, if any, runs on the view just before the command is decided (each time it
+    is); a DomainError it raises refuses the command as the core's own would."""
 
     command: Command
     claim: bool = False
+    check: Callable[[Projection], None] | None = None
     result: Decision | Claimed | None = None
     error: BaseException | None = None
     done: bool = False

@@ -121,9 +121,16 @@ class Ledger:
         finally:
             _settle(queued)
 
-    async def execute(self, command: Command) -> Decision:
+    async def execute(
+        self, command: Command, *, check: Callable[[Projection], None] | None = None
+    ) -> Decision:
+        """Decide and commit `command`; the decision once it is durable.
+
+        `check` runs on the ledger's thread on the view the command is decided on, just
+        before it is (a host rule the core does not know, such as the orphan rule of a
+        submit); a DomainError it raises refuses the command and changes nothing."""
         try:
-            decision = await self._decide(Pending(command))
+            decision = await self._decide(Pending(command, check=check))
         except DomainError as error:
             if error.record:  # the service stored them before re-raising
                 recorded = Decision.model_construct(

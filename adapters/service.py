@@ -279,6 +279,8 @@ class LedgerService:
             return self._decide_claim(plan, pending)
         command = pending.command
         try:
+            if pending.check is not None:
+                pending.check(self.view)
             decision = handle(self.view.scope(command), command)
         except DomainError as error:
             return self._refuse(plan, pending, error)

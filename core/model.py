@@ -25,25 +25,15 @@ def copy_with(model: F, update: dict[str, Any]) -> F:
     instance whose field values are the model's with `update` applied (not validated),
     and whose set fields are the model's plus the updated ones. The evolve step copies
     on every event, so this is on every command's path."""
-    copied = _new(model.__class__)
     values = model.__dict__.copy()
     values.update(update)
-    _set(copied, "__dict__", values)
-    _set(copied, "__pydantic_extra__", None)
-    _set(copied, "__pydantic_fields_set__", model.__pydantic_fields_set__.union(update))
-    _set(copied, "__pydantic_private__", None)
-    return copied
+    return _instance(model.__class__, values, model.__pydantic_fields_set__.union(update))
 
 
 def construct(cls: type[F], fields: dict[str, Any]) -> F:
     """`cls.model_construct(**fields)` for a `Frozen` model given all its fields (not
     validated), the same instance without pydantic's generic path."""
-    built = _new(cls)
-    _set(built, "__dict__", fields)
-    _set(built, "__pydantic_extra__", None)
-    _set(built, "__pydantic_fields_set__", set(fields))
-    _set(built, "__pydantic_private__", None)
-    return built
+    return _instance(cls, fields, set(fields))
 
 
 def build(cls: type[F], given: dict[str, Any]) -> F:
@@ -58,12 +48,7 @@ def build(cls: type[F], given: dict[str, Any]) -> F:
     for name, factory in factories:
         if name not in given:
             fields[name] = factory()
-    built = _new(cls)
-    _set(built, "__dict__", fields)
-    _set(built, "__pydantic_extra__", None)
-    _set(built, "__pydantic_fields_set__", set(given))
-    _set(built, "__pydantic_private__", None)
-    return built
+    return _instance(cls, fields, set(given))
 
 
 _Defaults = tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...], frozenset[str]]
@@ -96,6 +81,16 @@ def _defaults_of(cls: type[BaseModel]) -> _Defaults:
 
 _set = object.__setattr__
 _new = object.__new__  # no core model defines __new__
+
+
+def _instance(cls: type[F], values: dict[str, Any], fields_set: set[str]) -> F:
+    """An instance of `cls` holding `values` as they are (no validation)."""
+    built = _new(cls)
+    _set(built, "__dict__", values)
+    _set(built, "__pydantic_extra__", None)
+    _set(built, "__pydantic_fields_set__", fields_set)
+    _set(built, "__pydantic_private__", None)
+    return built
 
 
 class TaskStatus(StrEnum):

@@ -19,7 +19,6 @@ from workerledger.core import (
     ClaimTask,
     Decision,
     Emit,
-    JobState,
     SubmitTask,
     TaskStatus,
     UpdateTask,
@@ -95,15 +94,13 @@ async def submit_task(
     await check_writable(ctx, room_id, actor)
     task_id = keyed_task_id(actor.user, idempotency_key) if idempotency_key else None
 
-    def check_job(view: Projection) -> JobState | None:
+    def check_job(view: Projection) -> None:
         # a resend reaches its task even if the job is gone
         if task_id is None or view.task(task_id) is None:
-            return resolve_job(view, job_name)
-        return None
+            job = resolve_job(view, job_name)
+            if job.room_id == INTERNAL_ROOM:
+                check_internal(ctx.internal_executor, job.full_name)
 
-    job = await ctx.ledger.read(check_job, liveness=False)
-    if job is not None and job.room_id == INTERNAL_ROOM:
-        check_internal(ctx.internal_executor, job.full_name)
     digest = None
     if idempotency_key:
         digest = request_digest("submit", room=room_id, job=job_name, payload=body.payload)
@@ -116,7 +113,7 @@ async def submit_task(
         actor=actor,
         now=ctx.clock(),
     )
-    decision = await ctx.ledger.execute(command)
+    decision = await ctx.ledger.execute(command, check=check_job)
     headers = {"Location": f"{PREFIX}/tasks/{command.task_id}", "Retry-After": "1"}
     if ctx.internal_executor is not None and dispatched(decision):
         task = decision.state.tasks[command.task_id]

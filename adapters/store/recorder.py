@@ -345,12 +345,7 @@ class RecorderEventStore:
             # the outcome may be unknown (the connection died around COMMIT): the
             # service reads the streams back before it answers (service._read_back)
             raise StoreError(f"cannot append to {self.url}: {error}") from error
-        stored = [
-            ports.StoredEvent(position, event.stream, record.originator_version, event)
-            for position, event, record in zip(ids, events, records, strict=True)
-        ]
-        self._snapshot_after_commit(expected, versions)
-        return stored
+        return self._committed(ids, events, records, expected, versions)
 
     def append_current(
         self, after: int, decide: DecideOnCurrent, limit: int
@@ -402,6 +397,17 @@ class RecorderEventStore:
         if not decided or not ids:
             return []
         events, expected, records, versions = decided[-1]
+        return self._committed(ids, events, records, expected, versions)
+
+    def _committed(
+        self,
+        ids: Sequence[int],
+        events: Sequence[Event],
+        records: Sequence[StoredEvent],
+        expected: Mapping[str, int],
+        versions: dict[str, int],
+    ) -> list[ports.StoredEvent]:
+        """The stored events of a committed append (snapshots taken after it)."""
         stored = [
             ports.StoredEvent(position, event.stream, record.originator_version, event)
             for position, event, record in zip(ids, events, records, strict=True)
