@@ -23,9 +23,10 @@ and cannot answer them differently. Past the boundary both call the same operati
 store or the boundary rule is the same problem+json (`problem_response`). The body is
 serialised by the same pydantic serializer FastAPI uses (`dump_json`, by alias).
 
-The reference host turns it on (`WORKERLEDGER_REST_FAST_LANE`, default on); a host
-that mounts `create_router` in its own app may wrap that app with `fast_lane(app,
-runtime)` when no middleware of its own needs to see these requests.
+The reference host turns it on (`WORKERLEDGER_REST_FAST_LANE`, default on). A host app
+that mounts `create_router` is served by the FastAPI routes (the same answers); the
+lane is not part of the package-root API, since it would bypass that app's own
+middleware.
 """
 
 from __future__ import annotations
