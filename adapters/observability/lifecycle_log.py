@@ -16,21 +16,19 @@ import logging
 from typing import Any
 
 from workerledger.core import (
-    WORKER_ENDS,
     ConnectionAttached,
     Decision,
     Event,
     ProviderRegistered,
     ProviderRemoved,
     TaskReportRejected,
-    TaskRequeued,
     WorkerDisconnected,
     WorkerLost,
     WorkerRegistered,
     WorkerResumed,
 )
 
-from .worker_ends import Release, WorkerEnd, releases, worker_ends
+from .worker_ends import Release, WorkerEnd, ends_and_releases
 
 LOGGER_NAME = "workerledger.lifecycle"
 _LOGGED = (
@@ -53,20 +51,14 @@ class LifecycleLog:
     def observe(self, decision: Decision) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        ends = releases_any = False  # whether worker_ends / releases can find anything
         for event in decision.events:
             if isinstance(event, _LOGGED):
                 self._event(event)
-            elif isinstance(event, WORKER_ENDS):
-                ends = releases_any = True
-            elif isinstance(event, TaskRequeued):  # a TaskFailed is a release only with an end
-                releases_any = True
-        if ends:
-            for end in worker_ends(decision):
-                self._end(end)
-        if releases_any:
-            for release in releases(decision):
-                self._release(release)
+        ends, released = ends_and_releases(decision)
+        for end in ends:
+            self._end(end)
+        for release in released:
+            self._release(release)
 
     def _info(self, message: str, *args: object, **fields: Any) -> None:
         self.logger.info(message, *args, extra=fields)

@@ -22,12 +22,10 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from workerledger.core import (
-    WORKER_ENDS,
     Decision,
     ProviderState,
     TaskClaimed,
     TaskReportRejected,
-    TaskRequeued,
     TaskState,
     TaskStatus,
     WorkerDisconnected,
@@ -39,7 +37,7 @@ from workerledger.core import (
 from ..ports import EventStore
 from ..projection import Projection
 from .timed_store import timed_store
-from .worker_ends import CAUSES, OUTCOMES, releases, worker_ends
+from .worker_ends import CAUSES, OUTCOMES, ends_and_releases
 
 CLAIM_LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
@@ -187,7 +185,6 @@ class LedgerMetrics:
     # --- from committed decisions (a Ledger observer) ----------------------------------
 
     def observe(self, decision: Decision) -> None:
-        ends = releases_any = False  # whether worker_ends / releases can find anything
         for event in decision.events:
             if isinstance(event, TaskClaimed):
                 if event.attempt == 1:
@@ -201,22 +198,17 @@ class LedgerMetrics:
                 self.resumes.inc()
             elif isinstance(event, TaskReportRejected):
                 self.stale_reports.inc()
-            elif isinstance(event, WORKER_ENDS):
-                ends = releases_any = True
-            elif isinstance(event, TaskRequeued):  # a TaskFailed is a release only with an end
-                releases_any = True
-        if ends:
-            for end in worker_ends(decision):
-                child = self._ends_by_cause.get(end.cause)
-                if child is None:
-                    child = self.worker_ends.labels(cause=end.cause)
-                child.inc()
-        if releases_any:
-            for release in releases(decision):
-                child = self._releases_by_cause.get((release.cause, release.outcome))
-                if child is None:
-                    child = self.releases.labels(cause=release.cause, outcome=release.outcome)
-                child.inc()
+        ends, released = ends_and_releases(decision)
+        for end in ends:
+            child = self._ends_by_cause.get(end.cause)
+            if child is None:
+                child = self.worker_ends.labels(cause=end.cause)
+            child.inc()
+        for release in released:
+            child = self._releases_by_cause.get((release.cause, release.outcome))
+            if child is None:
+                child = self.releases.labels(cause=release.cause, outcome=release.outcome)
+            child.inc()
 
     # --- the store ---------------------------------------------------------------------
 

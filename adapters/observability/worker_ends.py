@@ -101,3 +101,14 @@ def releases(decision: Decision) -> Iterator[Release]:
                 ended[event.worker_id],
                 event.error or "",
             )
+
+
+_RELEASING = (*WORKER_ENDS, TaskRequeued)  # a TaskFailed is a release only with an end
+
+
+def ends_and_releases(decision: Decision) -> tuple[list[WorkerEnd], list[Release]]:
+    """`worker_ends` and `releases` of `decision`; most decisions end no worker and
+    release no task, and those are told by one scan of their events."""
+    if not any(isinstance(event, _RELEASING) for event in decision.events):
+        return [], []
+    return worker_ends(decision), list(releases(decision))

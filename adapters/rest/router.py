@@ -7,6 +7,7 @@ without any app-level handler. Every route needs a bearer token.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, overload
+from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter
 from workerledger.core import DEFAULT_CATEGORIES
@@ -94,9 +95,20 @@ def create_router(
     return router
 
 
+_CONTEXTS: WeakKeyDictionary[LedgerRuntime, RestContext] = WeakKeyDictionary()
+
+
 def rest_context(runtime: LedgerRuntime) -> RestContext:
     """What the routes of `runtime` share: its ledger, authenticator, waiters, clock,
-    policies, limits, room policy, internal executor and provider settings."""
+    policies, limits, room policy, internal executor and provider settings. One per
+    runtime: its router and the hot-request lane validate with the same models."""
+    context = _CONTEXTS.get(runtime)
+    if context is None:
+        context = _CONTEXTS[runtime] = _new_context(runtime)
+    return context
+
+
+def _new_context(runtime: LedgerRuntime) -> RestContext:
     return RestContext(
         ledger=runtime.ledger,
         authenticate=runtime.authenticate,
