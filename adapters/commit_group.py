@@ -19,7 +19,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from workerledger.core import ClaimTask, Command, Decision, DomainError, Event, LedgerState, Stream
+from workerledger.core import (
+    ClaimTask,
+    Command,
+    Decision,
+    DomainError,
+    Event,
+    LedgerState,
+    Stream,
+    StreamKind,
+    TaskStatus,
+)
 
 if TYPE_CHECKING:
     from .projection import Projection
@@ -83,10 +93,51 @@ class Member:
 
 @dataclass
 class GroupPlan:
-    """The members decided so far and the streams they write."""
+    """The members decided so far and the streams they write.
+
+    `reads_unlisted`: some command's outcome was settled on reads that its members'
+    scopes do not list (a refusal, a check, a failure, a claim that found nothing):
+    such a plan is decided again whenever the log moved (`stands_after`)."""
 
     members: list[Member] = field(default_factory=list)
     written: set[str] = field(default_factory=set)
+    reads_unlisted: bool = False
+
+    def stands_after(self, new: Iterable[Event], view: Projection) -> bool:
+        """Whether deciding every member again, on `view` with the events `new` (by
+        other writers) folded in, would give this plan: no member's outcome rests on
+        unlisted reads, no new event is on a stream a member read or writes (a core
+        decision reads only its scope), and none left a task pending ahead of a claimed
+        one in a job the claim chose from (so it is still the oldest pending task there;
+        a new submission queues behind it)."""
+        if self.reads_unlisted:
+            return False
+        reads: set[str] = set()
+        claimed: dict[str, int] = {}  # job a claim chose from -> its latest claimed FIFO key
+        order = view.submission_positions()
+        for member in self.members:
+            if member.refusal is not None:
+                return False
+            reads.update(scope_streams(member.decision.state))
+            reads.update(event.stream for event in member.decision.events)
+            command = member.pending.command
+            if member.pending.is_claim and isinstance(command, ClaimTask):
+                worker = member.decision.state.workers.get(command.worker_id)
+                key = order.get(member.claimed_task, 0)
+                for job_name in worker.jobs if worker is not None else ():
+                    claimed[job_name] = max(claimed.get(job_name, 0), key)
+        for event in new:
+            if event.stream in reads:
+                return False
+            if claimed and event.stream_kind is StreamKind.TASK:
+                task = view.task(event.stream_key)
+                if (
+                    task is not None
+                    and task.status is TaskStatus.PENDING
+                    and order.get(task.id, 0) < claimed.get(task.job_name, 0)
+                ):
+                    return False
+        return True
 
     def clashes(self, streams: Iterable[str]) -> bool:
         return bool(self.written) and not self.written.isdisjoint(streams)

@@ -177,7 +177,8 @@ class LedgerRuntime:
         return self.sockets.local_sids if self.sockets is not None else frozenset()
 
     def _commit_listener(self) -> CommitListener | None:
-        """On PostgreSQL: wake this host's long-polls when any host commits (LISTEN/NOTIFY)."""
+        """On PostgreSQL: wake this host's long-polls when any host commits (LISTEN/NOTIFY,
+        only while one is open)."""
         channel = commit_channel(self.store)
         if channel is None:
             return None
@@ -191,7 +192,7 @@ class LedgerRuntime:
                 )
                 waiters.wake_changed(versions)
 
-        return CommitListener(*channel, wake)
+        return CommitListener(*channel, wake, demand=waiters.demand)
 
     def _redis_manager(self) -> ResyncingRedisManager | None:
         manager = getattr(self.sio, "manager", None)

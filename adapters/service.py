@@ -91,6 +91,7 @@ class LedgerService:
         self.conflicts = 0  # appends that lost a race (for figures and tests)
         self.commits = 0  # appends that stored events (one per group)
         self.commands_committed = 0  # commands whose events those appends carried
+        self.redecided = 0  # groups decided again under the append lock (the log moved)
         # the append reads what is new under its lock: no catch-up before deciding
         self._appends_current = current_appends and bool(getattr(store, "appends_current", False))
         self._lock = threading.RLock()
@@ -242,8 +243,10 @@ class LedgerService:
             if new:  # others committed since the view's last read: decide on the log as is
                 for stored in new:
                     self.view.apply(stored)
-                decided.append(self._plan(group))
-                attempted.append(_durable(decided[-1][0], self.view))
+                if not decided[-1][0].stands_after((s.event for s in new), self.view):
+                    decided.append(self._plan(group))
+                    attempted.append(_durable(decided[-1][0], self.view))
+                    self.redecided += 1
             return attempted[-1]
 
         store = cast(CurrentStore, self.store)
@@ -280,12 +283,14 @@ class LedgerService:
         command = pending.command
         try:
             if pending.check is not None:
+                plan.reads_unlisted = True  # the check reads the view, not the scope
                 pending.check(self.view)
             decision = handle(self.view.scope(command), command)
         except DomainError as error:
             return self._refuse(plan, pending, error)
         except Exception as error:  # a bug in deciding one command fails that command only
             logger.exception("deciding %s failed", command.type)
+            plan.reads_unlisted = True
             pending.fail(error)
             return True
         if plan.clashes_with(decision):
@@ -297,6 +302,7 @@ class LedgerService:
         """A refusal stands only on a view no member changed (it may rest on an absence)."""
         if plan.written:
             return False
+        plan.reads_unlisted = True  # it may rest on an absence no scope lists
         if error.record:
             empty = Decision.model_construct(state=LedgerState(), events=(), emissions=())
             plan.add(Member(pending, empty, refusal=error), error.record)
@@ -325,11 +331,13 @@ class LedgerService:
             except TaskNotPendingError:
                 continue
             except WorkerDrainingError:
+                plan.reads_unlisted = True
                 pending.succeed(None)  # checked the worker: it claims nothing any more
                 return True
             except (TaskNotFoundError, WorkerNotOnlineError) as error:
                 if candidates:
                     return self._refuse(plan, pending, error)
+                plan.reads_unlisted = True
                 pending.succeed(None)  # checked the worker; there is nothing to claim
                 return True
             except DomainError as error:
@@ -346,6 +354,7 @@ class LedgerService:
             return True
         if skipped:
             return False  # every candidate is another member's: try again after the commit
+        plan.reads_unlisted = True  # nothing pending: an absence no scope lists
         pending.succeed(None)
         return True
 

@@ -6,9 +6,12 @@ another host do not pass through this process:
 
 - on PostgreSQL every append also sends `NOTIFY` on the event table's channel (the
   eventsourcing recorder does it inside the insert transaction). `CommitListener`
-  LISTENs on it; after each burst of notifications the host catches up once and
-  `TaskWaiters.wake_changed` wakes the long-polls whose task's stream version moved.
-  A remote completion reaches a long-poll within a few milliseconds.
+  LISTENs on it while some request is waiting (`TaskWaiters.demand`; a host with no
+  long-poll open receives no notification, its own appends' included); after each
+  burst of notifications, and once after each LISTEN (commits before it sent nothing
+  it could hear), the host catches up once and `TaskWaiters.wake_changed` wakes the
+  long-polls whose task's stream version moved. A remote completion reaches a
+  long-poll within a few milliseconds.
 - as a fallback (no PostgreSQL, or the LISTEN connection is down and reconnecting)
   the sweeper calls `notify_all()` after each pass: a long-poll then sees a remote
   change within one sweep interval.
@@ -21,11 +24,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from workerledger.core import Emission, Emit
 
 from .ports import EventStore
+
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +41,14 @@ class TaskWaiters:
     def __init__(self) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = {}
         self._seen: dict[str, int] = {}  # task id -> stream version at the last wake pass
+        self.demand = asyncio.Event()  # set while some request waits (CommitListener)
 
     @contextmanager
     def watch(self, task_id: str) -> Iterator[asyncio.Event]:
         """An event set on every change of `task_id` while the block runs."""
         changed = asyncio.Event()
         self._waiting.setdefault(task_id, set()).add(changed)
+        self.demand.set()
         try:
             yield changed
         finally:
@@ -49,6 +58,8 @@ class TaskWaiters:
                 if not waiting:
                     del self._waiting[task_id]
                     self._seen.pop(task_id, None)
+                    if not self._waiting:
+                        self.demand.clear()
 
     def watched(self) -> list[str]:
         """The ids of the tasks someone is waiting on."""
@@ -85,9 +96,13 @@ class CommitListener:
     """LISTEN on a PostgreSQL channel and run `on_commit` after each burst of NOTIFYs.
 
     Notifications are coalesced: however many commits arrive while `on_commit` runs,
-    it runs once more afterwards. `on_commit` also runs after every (re)connection,
-    since commits made while the listener was away sent nothing it could hear. A lost
-    connection is retried every `retry_seconds`; the sweeper's fallback covers the gap.
+    it runs once more afterwards. With `demand`, the listener LISTENs only while that
+    event is set and UNLISTENs within `idle_check_seconds` after it was cleared: a
+    host with nobody waiting spends nothing on the notifications of every append
+    (its own included). `on_commit` runs after every LISTEN (after a (re)connection,
+    or when demand returns), since commits made while the listener was not listening
+    sent nothing it could hear. A lost connection is retried every `retry_seconds`;
+    the sweeper's fallback covers the gap.
     """
 
     def __init__(
@@ -96,14 +111,19 @@ class CommitListener:
         channel: str,
         on_commit: Callable[[], Awaitable[object]],
         *,
+        demand: asyncio.Event | None = None,
         retry_seconds: float = 1.0,
+        idle_check_seconds: float = 1.0,
     ) -> None:
         self.conninfo = conninfo
         self.channel = channel
         self.on_commit = on_commit
+        self.demand = demand
         self.retry_seconds = retry_seconds
+        self.idle_check_seconds = idle_check_seconds
         self.notifications = 0  # received (for tests and figures)
-        self.connected = asyncio.Event()
+        self.listens = 0  # LISTENs issued (for tests and figures)
+        self.connected = asyncio.Event()  # set while LISTENing
         self._pending = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -125,7 +145,6 @@ class CommitListener:
 
     async def _listen(self) -> None:
         import psycopg
-        from psycopg import sql
 
         while True:
             try:
@@ -133,12 +152,7 @@ class CommitListener:
                     self.conninfo, autocommit=True, connect_timeout=5
                 )
                 async with conn:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                    self.connected.set()
-                    self._pending.set()  # catch up with what was missed while away
-                    async for _ in conn.notifies():
-                        self.notifications += 1
-                        self._pending.set()
+                    await self._serve(conn)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -150,6 +164,29 @@ class CommitListener:
                 )
             self.connected.clear()
             await asyncio.sleep(self.retry_seconds)
+
+    async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """LISTEN while there is demand, UNLISTEN while there is none (until cancelled)."""
+        from psycopg import sql
+
+        channel = sql.Identifier(self.channel)
+        demand = self.demand
+        idle_check = None if demand is None else self.idle_check_seconds
+        while True:
+            if demand is not None:
+                await demand.wait()
+            await conn.execute(sql.SQL("LISTEN {}").format(channel))
+            self.listens += 1
+            self.connected.set()
+            self._pending.set()  # catch up with what was committed while not listening
+            while demand is None or demand.is_set():
+                notifies = conn.notifies(timeout=idle_check)
+                async with contextlib.aclosing(notifies):
+                    async for _ in notifies:
+                        self.notifications += 1
+                        self._pending.set()
+            await conn.execute(sql.SQL("UNLISTEN {}").format(channel))
+            self.connected.clear()  # nothing committed from here on is heard
 
     async def _consume(self) -> None:
         while True:

@@ -24,7 +24,7 @@ from workerledger.adapters.service import LedgerService
 from workerledger.adapters.store.postgres import PostgresEventRecorder
 from workerledger.adapters.store.recorder import CorruptEventError, RecorderEventStore
 from workerledger.adapters.store.url import open_store
-from workerledger.core import ClaimTask, SubmitTask, TaskStatus
+from workerledger.core import ClaimTask, RequeueTask, SubmitTask, TaskStatus
 
 pytestmark = pytest.mark.services
 
@@ -100,10 +100,65 @@ def test_a_decision_on_a_stale_view_is_made_again_under_the_append_lock(
     # under the lock and the claim is decided again there: t2, with no conflict
     assert claim_next(a, "w1") == "t2"
     assert a.conflicts == 0
+    assert a.redecided == 1  # b's claim is on a stream a's claim read
     assert stream_types(a, "task:t1") == ["TaskSubmitted", "TaskClaimed"]
     assert stream_types(a, "task:t2") == ["TaskSubmitted", "TaskClaimed"]
     assert a.view.tasks["t1"].worker_id == "w2"
     assert a.view.position == a.store.head()  # type: ignore[attr-defined]
+
+
+def test_a_decision_no_new_event_touches_stands_without_being_made_again(
+    hosts: tuple[LedgerService, LedgerService],
+) -> None:
+    """What others committed beyond the view is folded in under the lock, but a group
+    whose scopes none of it touches is appended as decided (no second decision)."""
+    a, b = hosts
+    register(a, "w1")
+    register(a, "w2")
+    submit(a, "t1")
+    submit(a, "t2")
+    assert claim_next(a, "w1") == "t1"
+    b.catch_up()
+    assert claim_next(b, "w2") == "t2"  # beyond a's view, on streams a's report does not read
+    report(a, "t1", TaskStatus.RUNNING)
+    assert a.redecided == 0 and a.conflicts == 0
+    assert a.view.tasks["t2"].worker_id == "w2"  # b's claim folded into a's view
+    assert stream_types(a, "task:t1") == ["TaskSubmitted", "TaskClaimed", "TaskStarted"]
+    assert a.view.position == a.store.head()  # type: ignore[attr-defined]
+
+
+def test_a_claim_is_made_again_when_an_older_task_became_pending_meanwhile(
+    hosts: tuple[LedgerService, LedgerService],
+) -> None:
+    """FIFO across hosts: a's view shows t1 held, so its claim picks t2; under the lock
+    a requeue of t1 by b is new. t1's stream is not in the claim's scope, but t1 is
+    pending again in the claim's job and older: the claim is decided again, on t1."""
+    a, b = hosts
+    register(a, "w1")
+    register(a, "w2")
+    submit(a, "t1")
+    submit(a, "t2")
+    b.catch_up()
+    assert claim_next(b, "w2") == "t1"
+    a.catch_up()
+    b.execute(RequeueTask(now=at(2), actor=ALICE, task_id="t1", reason="operator"))
+    assert a.view.tasks["t1"].status is TaskStatus.CLAIMED  # a has not seen the requeue
+    assert claim_next(a, "w1") == "t1"
+    assert a.redecided == 1
+    assert a.view.tasks["t2"].status is TaskStatus.PENDING
+
+
+def test_a_claim_stands_when_only_newer_tasks_were_submitted_meanwhile(
+    hosts: tuple[LedgerService, LedgerService],
+) -> None:
+    a, b = hosts
+    register(a, "w1")
+    submit(a, "t1")
+    b.catch_up()
+    submit(b, "t2")  # pending in the claim's job, but queued behind t1
+    assert claim_next(a, "w1") == "t1"
+    assert a.redecided == 0
+    assert a.view.tasks["t2"].status is TaskStatus.PENDING  # folded in under the lock
 
 
 def test_what_another_host_wrote_is_seen_by_decisions_that_would_write_nothing(
