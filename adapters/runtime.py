@@ -234,6 +234,9 @@ class LedgerRuntime:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        manager = self._redis_manager()
+        if manager is not None:  # this host's rooms leave the Redis room directory now
+            await manager.aclose()
         if self.commits is not None:
             await self.commits.stop()
         await self.sweeper.stop()

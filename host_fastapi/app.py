@@ -99,7 +99,11 @@ def build_host(
         }
     )
     manager = (
-        ResyncingRedisManager(settings.socketio_manager_url, channel=settings.socketio_channel)
+        ResyncingRedisManager(
+            settings.socketio_manager_url,
+            channel=settings.socketio_channel,
+            skip_empty_rooms=settings.socketio_skip_empty_rooms,
+        )
         if settings.socketio_manager_url
         else None
     )

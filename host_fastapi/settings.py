@@ -206,6 +206,13 @@ class Settings(BaseSettings):
         "uses the same one; separate deployments (or test runs) sharing a Redis use their own, "
         "so they neither hear nor pay for each other's traffic.",
     )
+    socketio_skip_empty_rooms: bool = Field(
+        default=True,
+        description="Whether an emit to a watcher, job or provider room is published to Redis "
+        "only when another host has a client in it (every host records its rooms in Redis "
+        "either way). Set false on every host while any host of the deployment runs a "
+        "version that does not record its rooms (a rolling upgrade).",
+    )
     max_body_bytes: int = Field(
         default=DEFAULT_LIMITS.max_body_bytes,
         ge=1024,

@@ -4,8 +4,9 @@ python-socketio has no type annotations; `SocketIOServer` names the few coroutin
 the adapters call, so everything else stays strictly typed. `SocketIOEmitter` is a
 one-to-one `match` from emission to server verb; an event to a room nobody on this
 host is in is dropped before python-socketio encodes it, when the server's manager is
-the single-host one (a Redis-managed cluster may have listeners on other hosts, so
-there every emit goes out). Delivery runs after the commit, so a
+the single-host one (a Redis-managed cluster may have listeners on other hosts: there
+`ResyncingRedisManager` publishes an emit to a watcher, job or provider room only when
+another host has a member in it, redis_manager.py). Delivery runs after the commit, so a
 failure is logged and never raised: the state change already happened and clients
 resynchronise from the REST listings (at-most-once notifications).
 """

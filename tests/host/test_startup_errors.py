@@ -213,6 +213,7 @@ def test_every_setting_is_read_from_its_variable_and_shown_when_changed(monkeypa
         "allowed_provider_categories": "filesystem,frames",
         "socketio_manager_url": "redis://:pw@127.0.0.1:6379/0",
         "socketio_channel": "other",
+        "socketio_skip_empty_rooms": "false",
         "metrics_require_token": "true",
         "rest_fast_lane": "false",
     }
