@@ -66,6 +66,14 @@ def stream_types(service: LedgerService, stream: str) -> list[str]:
     return [s.event.type for s in service.store.read_stream(stream)]
 
 
+def two_workers_two_tasks(service: LedgerService) -> None:
+    """w1 and w2 serve JOB; t1, then t2, are pending in it."""
+    register(service, "w1")
+    register(service, "w2")
+    submit(service, "t1")
+    submit(service, "t2")
+
+
 def test_a_host_alone_reads_nothing_before_deciding(
     hosts: tuple[LedgerService, LedgerService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,10 +98,7 @@ def test_a_decision_on_a_stale_view_is_made_again_under_the_append_lock(
     hosts: tuple[LedgerService, LedgerService],
 ) -> None:
     a, b = hosts
-    register(a, "w1")
-    register(a, "w2")
-    submit(a, "t1")
-    submit(a, "t2")
+    two_workers_two_tasks(a)
     b.catch_up()
     assert claim_next(b, "w2") == "t1"  # another host takes the oldest task
     # a's view still shows t1 pending: its claim picks t1, the append reads b's claim
@@ -113,10 +118,7 @@ def test_a_decision_no_new_event_touches_stands_without_being_made_again(
     """What others committed beyond the view is folded in under the lock, but a group
     whose scopes none of it touches is appended as decided (no second decision)."""
     a, b = hosts
-    register(a, "w1")
-    register(a, "w2")
-    submit(a, "t1")
-    submit(a, "t2")
+    two_workers_two_tasks(a)
     assert claim_next(a, "w1") == "t1"
     b.catch_up()
     assert claim_next(b, "w2") == "t2"  # beyond a's view, on streams a's report does not read
@@ -134,10 +136,7 @@ def test_a_claim_is_made_again_when_an_older_task_became_pending_meanwhile(
     a requeue of t1 by b is new. t1's stream is not in the claim's scope, but t1 is
     pending again in the claim's job and older: the claim is decided again, on t1."""
     a, b = hosts
-    register(a, "w1")
-    register(a, "w2")
-    submit(a, "t1")
-    submit(a, "t2")
+    two_workers_two_tasks(a)
     b.catch_up()
     assert claim_next(b, "w2") == "t1"
     a.catch_up()
