@@ -247,6 +247,12 @@ def test_a_worker_lost_by_the_server_registers_its_providers_again(host: Host, r
             lambda: (w := listed(host, room).get(full_name)) != first and w, what="re-registered"
         )
         assert second == manager.worker_id
+        # (listed once registered over REST; a read is dispatched to the provider's room,
+        # which the new worker enters with its join: wait for that, as a reader would retry)
+        wait_until(
+            lambda: "ProviderRoomJoined" in [e["type"] for e in host.history(second or "")],
+            what="the new worker in the provider's room",
+        )
         answer = read(host, room, full_name, "/x")
         assert (answer.status_code, answer.json()["text"]) == (200, "hello from x")
     assert "WorkerLost" in [entry["type"] for entry in host.history(first or "")]
