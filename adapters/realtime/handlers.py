@@ -55,6 +55,7 @@ from workerledger.core import (
     JoinJobRoom,
     LeaveJobRoom,
     is_valid_room_id,
+    room_of_job,
     room_of_watchers,
 )
 
@@ -85,8 +86,8 @@ if TYPE_CHECKING:  # the runtime builds these handlers: a real import would be a
 logger = logging.getLogger(__name__)
 SpeakFor = Callable[[str, Actor, datetime], Command]  # (sid, actor, now) -> the command
 SESSION_KEY = "workerledger"
-WATCHERS_PREFIX = "room:"
-JOB_ROOM_PREFIX = "jobs:"
+WATCHERS_PREFIX = room_of_watchers("")
+JOB_ROOM_PREFIX = room_of_job("")
 
 
 class WorkerSockets:

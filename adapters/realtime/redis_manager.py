@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 
 import socketio
 
-from .room_directory import TRACKED_PREFIXES, RoomDirectory
+from .room_directory import RoomDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -189,32 +189,21 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         key = self._tracked_emit(data) if self.skip_empty_rooms else None
         if key is None:
             return await super()._publish(data)
-        for retries_left in range(1, -1, -1):  # 2 attempts, as python-socketio's _publish
-            try:
-                if not self.connected:
-                    self._redis_connect()
-                message = self.json.dumps(data)
-                receivers = await self.directory.publish_if_occupied(self.redis, key, message)
-            except Exception as exc:
-                if retries_left > 0:
-                    self._get_logger().error(
-                        "Cannot publish to redis... retrying",
-                        extra={"redis_exception": str(exc)},
-                    )
-                    self.connected = False
-                else:
-                    self._get_logger().error(
-                        "Cannot publish to redis... giving up",
-                        extra={"redis_exception": str(exc)},
-                    )
-                    break
-            else:
-                if receivers < 0:
-                    self.room_emits_skipped += 1
-                else:
-                    self.room_emits_published += 1
-                return receivers
-        return None
+        message = self.json.dumps(data)
+        try:  # python-socketio's reconnect-and-retry, as its own _publish
+            receivers: int = await self._redis_call(
+                lambda redis: self.directory.publish_if_occupied(redis, key, message)
+            )
+        except Exception as exc:
+            self._get_logger().error(
+                "Cannot publish to redis... giving up", extra={"redis_exception": str(exc)}
+            )
+            return None
+        if receivers < 0:
+            self.room_emits_skipped += 1
+        else:
+            self.room_emits_published += 1
+        return receivers
 
     def _tracked_emit(self, data: dict[str, Any]) -> str | None:
         if data.get("method") != "emit" or data.get("callback") is not None:
@@ -245,8 +234,7 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         super().basic_leave_room(sid, namespace, room)
-        tracked = isinstance(room, str) and room.startswith(TRACKED_PREFIXES)
-        if tracked and not self._occupied(namespace, room):
+        if self.directory.tracks(room) and not self._occupied(namespace, room):
             self._pending.add((namespace, room))
             self._settled.clear()
             self._wake.set()
@@ -309,7 +297,7 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 (namespace, room)
                 for namespace, rooms in self.rooms.items()
                 for room, members in rooms.items()
-                if members and isinstance(room, str) and room.startswith(TRACKED_PREFIXES)
+                if members and self.directory.tracks(room)
             ]
             keys = {key: r for r in occupied if (key := self.directory.room_key(*r))}
             due, self._resync_due = self._resync_due, False

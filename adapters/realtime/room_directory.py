@@ -38,7 +38,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-TRACKED_PREFIXES = ("room:", "jobs:", "providers:")
+from workerledger.core import room_of_job, room_of_provider, room_of_watchers
+
+# the core names these rooms: `room:` (watchers), `jobs:` and `providers:`
+TRACKED_PREFIXES = (room_of_watchers(""), room_of_job(""), room_of_provider(""))
 ASSERT_CHUNK = 500  # room keys per script call of a refresh
 KEEP_TTLS = 3  # room hashes and sets expire after this many liveness TTLs unrefreshed
 
@@ -118,10 +121,15 @@ class RoomDirectory:
         self._room_prefix = f"{channel}:rooms:"
         self._scripts: dict[str, Any] = {}
 
+    @staticmethod
+    def tracks(room: object) -> bool:
+        """Whether `room` is one of the rooms the directory records."""
+        return isinstance(room, str) and room.startswith(TRACKED_PREFIXES)
+
     def room_key(self, namespace: str | None, room: object) -> str | None:
         """The hash of a tracked room, or None when `room` is not tracked."""
         namespace = namespace or "/"
-        if not isinstance(room, str) or ":" in namespace or not room.startswith(TRACKED_PREFIXES):
+        if ":" in namespace or not self.tracks(room):
             return None
         return f"{self._room_prefix}{namespace}:{room}"
 
