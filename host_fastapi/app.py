@@ -103,6 +103,7 @@ def build_host(
             settings.socketio_manager_url,
             channel=settings.socketio_channel,
             skip_empty_rooms=settings.socketio_skip_empty_rooms,
+            mirror_lease_seconds=settings.socketio_mirror_lease_seconds,
         )
         if settings.socketio_manager_url
         else None

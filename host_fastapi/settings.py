@@ -213,6 +213,17 @@ class Settings(BaseSettings):
         "either way). Set false on every host while any host of the deployment runs a "
         "version that does not record its rooms (a rolling upgrade).",
     )
+    socketio_mirror_lease_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="How long a host may trust its local copy of which rooms other hosts are "
+        "in, between renewals (every third of it): emits to rooms nobody else is in then cost "
+        "no Redis call. A client's first join of a room on a host waits until every other "
+        "host acknowledged it (about a Redis round trip), at most this long plus a tenth when "
+        "a host does not answer, and in the first this-long of a new deployment or after "
+        "Redis lost its data. 0: every such emit asks Redis.",
+    )
     max_body_bytes: int = Field(
         default=DEFAULT_LIMITS.max_body_bytes,
         ge=1024,

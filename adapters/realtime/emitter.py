@@ -21,6 +21,7 @@ import socketio
 from workerledger.core import DisconnectSid, Emission, Emit, EnterRoom, LeaveRoom
 
 from ..ledger import Emitter
+from .redis_manager import ResyncingRedisManager
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,15 @@ class SocketIOEmitter:
                 await self.sio.disconnect(sid, namespace=ns)
 
     def _nobody_in(self, room: str | None) -> bool:
-        """True when `room` (a room or a sid) has no participant anywhere: only known
-        for python-socketio's single-host manager."""
+        """True when `room` (a room or a sid) has no participant anywhere: known for
+        python-socketio's single-host manager, and for a tracked room that the Redis
+        manager's mirror knows no host is in (redis_manager.py)."""
         manager = getattr(self.sio, "manager", None)
-        if room is None or manager is None or type(manager) is not socketio.AsyncManager:
+        if room is None or manager is None:
+            return False
+        if isinstance(manager, ResyncingRedisManager):
+            return manager.nobody_in(self.namespace, room)
+        if type(manager) is not socketio.AsyncManager:
             return False
         rooms: dict[str, dict[str, Any]] = manager.rooms
         return not rooms.get(self.namespace, {}).get(room)

@@ -31,6 +31,13 @@ and decoding every message. The rule that no event a client is entitled to is lo
 `skip_empty_rooms=False` publishes every emit as python-socketio does (rooms are still
 registered): for a rolling upgrade from hosts that do not register, turn it on once
 every host does.
+
+Room mirror (room_mirror.py, mirror_link.py): the manager also keeps a local copy of
+the rooms other hosts are in, under a lease of `mirror_lease_seconds`, and skips the
+script (and, through `nobody_in`, the emitter skips python-socketio's emit) for a room
+that has no local member and that the copy says no other host is in. A registration
+that added a field waits, before the sid enters, until the other hosts acknowledged
+it (`_others_know`).
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ from typing import Any, TypeVar
 
 import socketio
 
-from .room_directory import RoomDirectory
+from .mirror_link import MirrorLink
+from .room_directory import Asserted, RoomDirectory
+from .room_mirror import RoomMirror
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +86,7 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         skip_empty_rooms: bool = True,
         liveness_ttl_seconds: float = 30.0,
         refresh_seconds: float | None = None,
+        mirror_lease_seconds: float = 3.0,
     ) -> None:
         super().__init__(url, channel=channel)
         self.on_resubscribe = on_resubscribe
@@ -89,6 +99,19 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self.resubscriptions = 0
         self.room_emits_published = 0  # emits to tracked rooms another host was in
         self.room_emits_skipped = 0  # ... and those nobody else was in (not published)
+        self.room_emits_checked = 0  # ... of those, the ones the directory's script checked
+        # the rooms other hosts are in, kept from the directory's announcements: emits to
+        # the others skip the script (room_mirror.py); a lease of 0 never skips it
+        self.mirror = RoomMirror(mirror_lease_seconds)
+        self.mirror_link = MirrorLink(
+            self.directory,
+            self.mirror,
+            self._current_redis,
+            self._redis_call,
+            max_retry_seconds=max_retry_seconds,
+        )
+        self.join_waits = 0  # joins that waited for a host that did not acknowledge
+        self._mirror_task: asyncio.Task[None] | None = None
         self._hooks: set[asyncio.Task[object]] = set()
         self._changed = asyncio.Event()  # set (and replaced) at every re-subscription
         self._locks = tuple(asyncio.Lock() for _ in range(LOCK_STRIPES))
@@ -162,16 +185,19 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if self._directory_task is None:
             loop = asyncio.get_running_loop()
             self._directory_task = loop.create_task(self._keep_directory(), name="room-directory")
+            self._mirror_task = loop.create_task(self.mirror_link.run(), name="room-mirror")
 
     async def aclose(self) -> None:
         """Stop the refresh task and remove this host's entries (best effort; without
         it they lapse with the liveness key)."""
-        task, self._directory_task = self._directory_task, None
+        tasks = {t for t in (self._directory_task, self._mirror_task) if t is not None}
+        self._directory_task = self._mirror_task = None
         self._closing = True
         self._wake.set()
-        while task is not None and not task.done():
-            task.cancel()  # again if redis-py swallowed it (8.2 can, mid-command)
-            await asyncio.wait({task}, timeout=0.1)
+        while tasks := {task for task in tasks if not task.done()}:
+            for task in tasks:
+                task.cancel()  # again if redis-py swallowed it (8.2 can, mid-command)
+            await asyncio.wait(tasks, timeout=0.1)
         try:
             await self._redis_call(self.directory.release)
         except Exception as exc:
@@ -185,13 +211,29 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             return  # no local participant: python-socketio would encode it for nobody
         await super()._handle_emit(message)
 
+    def nobody_in(self, namespace: str, room: object) -> bool:
+        """True when an emit to `room` would reach nobody: no local member, and the
+        mirror holds that no other host is in it (counted as a skipped emit)."""
+        if not self.skip_empty_rooms or not isinstance(room, str):
+            return False
+        key = self.directory.room_key(namespace, room)
+        if self._occupied(namespace, room):
+            return False
+        if key is None or not self.mirror.nobody_else_in(key, asyncio.get_running_loop().time()):
+            return False
+        self.room_emits_skipped += 1
+        return True
+
     async def _publish(self, data: dict[str, Any]) -> Any:
         key = self._tracked_emit(data) if self.skip_empty_rooms else None
         if key is None:
             return await super()._publish(data)
+        if self.mirror.nobody_else_in(key, asyncio.get_running_loop().time()):
+            self.room_emits_skipped += 1
+            return -1
         message = self.json.dumps(data)
         try:  # python-socketio's reconnect-and-retry, as its own _publish
-            receivers: int = await self._redis_call(
+            receivers, seq = await self._redis_call(
                 lambda redis: self.directory.publish_if_occupied(redis, key, message)
             )
         except Exception as exc:
@@ -199,8 +241,10 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 "Cannot publish to redis... giving up", extra={"redis_exception": str(exc)}
             )
             return None
+        self.room_emits_checked += 1
         if receivers < 0:
             self.room_emits_skipped += 1
+            self.mirror.found_empty(key, seq)
         else:
             self.room_emits_published += 1
         return receivers
@@ -263,7 +307,7 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         async with self._room_lock(key):
             if not self._occupied(namespace, room):
                 try:
-                    existed, _ = await self._redis_call(
+                    asserted: Asserted = await self._redis_call(
                         lambda redis: self.directory.assert_rooms(redis, [key])
                     )
                 except Exception as exc:
@@ -272,11 +316,35 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                     self._wake.set()
                 else:
                     self._registered.add((namespace, room))
-                    if not existed and self._alive:
+                    if not asserted.existed and self._alive:
                         self._resync_due = True  # the liveness key had lapsed
                         self._wake.set()
                     self._alive = True
+                    await self._others_know(asserted, room)
             return await enter()
+
+    async def _others_know(self, asserted: Asserted, room: object) -> None:
+        """Until no other host can skip an emit to the room just announced: each lease
+        holder acknowledged the announcement, or a lease could have lapsed meanwhile
+        (room_mirror.py). A fresh epoch (Redis lost the directory) waits for that too:
+        its lease holders from before cannot be listed."""
+        if not asserted.seq:
+            return
+        bound = self.mirror.lease_seconds * 1.1 + 0.1  # the lease key's TTL
+        loop = asyncio.get_running_loop()
+        lapsed_at = loop.time() + bound - asserted.epoch_age_seconds  # leases of before
+        holders, epoch, seq = asserted.lease_holders, asserted.epoch, asserted.seq
+        try:
+            async with asyncio.timeout(bound):
+                await self.mirror.all_acked(holders, epoch, seq)
+        except TimeoutError:
+            self.join_waits += 1
+            missing = sorted(self.mirror.missing_acks(holders, epoch, seq))
+            logger.warning("room %s: hosts %s did not acknowledge it; waited out their lease",
+                           room, missing)  # fmt: skip
+        if loop.time() < lapsed_at:  # a fresh epoch: a lease from before may still be held
+            self.join_waits += 1
+            await asyncio.sleep(lapsed_at - loop.time())
 
     async def settled(self) -> None:
         """Wait until every room that lost its last local member was removed from the
@@ -303,9 +371,10 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             due, self._resync_due = self._resync_due, False
             self._removed_meanwhile = set()
             try:
-                existed, added = await self._redis_call(
+                asserted = await self._redis_call(
                     lambda redis: self.directory.assert_rooms(redis, list(keys), reap=True)
                 )
+                existed, added = asserted.existed, asserted.missing
             except BaseException:
                 self._resync_due = self._resync_due or due
                 raise
@@ -370,6 +439,11 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 logger.warning("room directory: Redis unreachable (%s); retrying", exc)
                 next_refresh = min(next_refresh, loop.time() + retry)
                 await asyncio.sleep(retry)  # a back-off, not a synchronisation
+
+    def _current_redis(self) -> Any:
+        if not self.connected:
+            self._redis_connect()
+        return self.redis
 
     async def _redis_call(self, operation: Callable[[Any], Awaitable[T]]) -> T:
         """`operation(redis)` with python-socketio's reconnect-and-retry (2 attempts)."""

@@ -15,10 +15,15 @@ does. Keys, all under the manager's channel:
 - `{channel}:host:{host_id}`: the host's liveness key, with a TTL the host refreshes;
 - `{channel}:host:{host_id}:rooms`: the set of room keys holding the host's field (so a
   dead host's fields can be removed by the others);
-- `{channel}:hosts`: the set of host ids that registered.
+- `{channel}:hosts`: the set of host ids that registered;
+- `{channel}:host:{host_id}:lease`: the host's mirror lease key (room_mirror.py);
+- `{channel}:dir:seq` and `{channel}:dir:epoch`: the announcements' sequence number and
+  the directory's epoch; announcements and their acknowledgements are published on the
+  channel `{channel}:dir`.
 
-Room hashes and sets expire after three liveness TTLs without a refresh (a deployment
-that is gone leaves nothing behind); a live host re-asserts its rooms every refresh.
+Room hashes, sets, the sequence number and the epoch expire after three liveness TTLs
+without a refresh (a deployment that is gone leaves nothing behind); a live host
+re-asserts its rooms every refresh.
 
 The rule (never lose an event a client is entitled to): a host writes its field, and
 refreshes its liveness key in the same atomic script, BEFORE a local member enters the
@@ -31,75 +36,53 @@ key lapsing so others dropped its fields) is seen by that host, which re-registe
 makes its clients resynchronise. The scripts read keys they compute (other hosts'
 liveness keys), so they need a single Redis (or Sentinel), not Redis Cluster - as
 python-socketio's manager does.
+
+Adding a field is announced (directory_scripts.ASSERT), so that hosts can keep a mirror
+of the rooms others are in and skip the script for the rooms nobody else is in
+(room_mirror.py has that protocol).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from workerledger.core import room_of_job, room_of_provider, room_of_watchers
+
+from . import directory_scripts
 
 # the core names these rooms: `room:` (watchers), `jobs:` and `providers:`
 TRACKED_PREFIXES = (room_of_watchers(""), room_of_job(""), room_of_provider(""))
 ASSERT_CHUNK = 500  # room keys per script call of a refresh
 KEEP_TTLS = 3  # room hashes and sets expire after this many liveness TTLs unrefreshed
+LEASE_SUFFIX = ":lease"
 
-# KEYS: this host's liveness key, its room set, the hosts set, then room keys to assert.
-# ARGV: host id, liveness TTL (ms), liveness key prefix, "1" to reap dead hosts, the
-# expiry (ms) of the other keys (longer: others reap a dead host's fields from its room
-# set; whatever nobody refreshes, a deployment that is gone, expires).
-# Returns {1 if the liveness key existed else 0, {1-based indexes of room keys whose
-# field was missing}}.
-_ASSERT = """
-local was = redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'GET')
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
-local added = {}
-for i = 4, #KEYS do
-  if redis.call('HSET', KEYS[i], ARGV[1], '1') == 1 then added[#added + 1] = i - 3 end
-  redis.call('PEXPIRE', KEYS[i], ARGV[5])
-  redis.call('SADD', KEYS[2], KEYS[i])
-end
-if #KEYS > 3 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
-if ARGV[4] == '1' then
-  for _, h in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    if h ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. h) == 0 then
-      local rooms = ARGV[3] .. h .. ':rooms'
-      for _, k in ipairs(redis.call('SMEMBERS', rooms)) do redis.call('HDEL', k, h) end
-      redis.call('DEL', rooms)
-      redis.call('SREM', KEYS[3], h)
-    end
-  end
-end
-if was then return {1, added} end
-return {0, added}
-"""
 
-# KEYS: the room key. ARGV: channel, message, this host's id, liveness key prefix.
-# Returns PUBLISH's receiver count, or -1 when no other live host is in the room.
-_PUBLISH = """
-local other = false
-for _, h in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if h ~= ARGV[3] then
-    if redis.call('EXISTS', ARGV[4] .. h) == 1 then
-      other = true
-    else
-      redis.call('HDEL', KEYS[1], h)
-    end
-  end
-end
-if other then return redis.call('PUBLISH', ARGV[1], ARGV[2]) end
-return -1
-"""
+@dataclass(frozen=True)
+class Asserted:
+    """What `RoomDirectory.assert_rooms` did: whether the liveness key existed, the room
+    keys whose field was missing (added now), and, when fields were added, the
+    announcement's sequence number and epoch, the epoch's age and the other hosts that
+    held a mirror lease then (they must acknowledge it, room_mirror.py)."""
 
-# KEYS: this host's liveness key, its room set, the hosts set. ARGV: host id.
-_RELEASE = """
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', k, ARGV[1]) end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[1])
-return 1
-"""
+    existed: bool
+    missing: list[str]
+    seq: int = 0
+    epoch: str = ""
+    epoch_age_seconds: float = 0.0
+    lease_holders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Leased:
+    """A lease renewal's answer: the epoch, the sequence number, and (on a load) the
+    room keys other live hosts have a field in."""
+
+    epoch: str
+    seq: int
+    rooms: tuple[str, ...]
 
 
 class RoomDirectory:
@@ -118,6 +101,10 @@ class RoomDirectory:
         self.liveness_key = self.host_prefix + host_id
         self.host_rooms_key = f"{self.liveness_key}:rooms"
         self.hosts_key = f"{channel}:hosts"
+        self.lease_key = self.liveness_key + LEASE_SUFFIX
+        self.seq_key = f"{channel}:dir:seq"
+        self.epoch_key = f"{channel}:dir:epoch"
+        self.announcements = f"{channel}:dir"  # the channel of announcements and acks
         self._room_prefix = f"{channel}:rooms:"
         self._scripts: dict[str, Any] = {}
 
@@ -141,21 +128,48 @@ class RoomDirectory:
 
     async def assert_rooms(
         self, redis: Any, room_keys: Sequence[str], *, reap: bool = False
-    ) -> tuple[bool, list[str]]:
-        """Refresh the liveness key and write this host's field in `room_keys`; with
-        `reap`, remove every dead host's fields. Returns (whether the liveness key
-        existed before, the room keys whose field was missing)."""
-        script = self._script(redis, _ASSERT)
+    ) -> Asserted:
+        """Refresh the liveness key and write this host's field in `room_keys` (an
+        announcement per script call that added any); with `reap`, remove every dead
+        host's fields."""
+        script = self._script(redis, directory_scripts.ASSERT)
         head = [self.liveness_key, self.host_rooms_key, self.hosts_key]
+        head += [self.seq_key, self.epoch_key]
         existed, missing, keep = None, [], KEEP_TTLS * self.ttl_ms
+        announced: dict[str, Any] = {}
         for start in range(0, max(len(room_keys), 1), ASSERT_CHUNK):  # Redis stays responsive
             chunk = room_keys[start : start + ASSERT_CHUNK]
             args = [self.host_id, self.ttl_ms, self.host_prefix, "1" if reap else "0", keep]
-            had, added = await script(keys=[*head, *chunk], args=args, client=redis)
+            args += [self.announcements, LEASE_SUFFIX]
+            had, added, seq, epoch, age, holders = await script(
+                keys=[*head, *chunk], args=args, client=redis
+            )
             existed = bool(had) if existed is None else existed
             missing += [chunk[int(i) - 1] for i in added]
+            if int(seq):  # the last announcement is the one to wait for
+                announced = {
+                    "seq": int(seq),
+                    "epoch": _text(epoch),
+                    "epoch_age_seconds": int(age) / 1000,
+                    "lease_holders": tuple(map(_text, holders)),
+                }
             reap = False
-        return bool(existed), missing
+        return Asserted(bool(existed), missing, **announced)
+
+    async def lease(self, redis: Any, lease_seconds: float, *, load: bool = False) -> Leased:
+        """Renew this host's mirror lease key (TTL a tenth over `lease_seconds`); with
+        `load`, also the room keys other live hosts have a field in."""
+        script = self._script(redis, directory_scripts.LEASE)
+        ttl = max(1, round(lease_seconds * 1100) + 100)
+        keys = [self.lease_key, self.seq_key, self.epoch_key, self.hosts_key]
+        args = [self.host_id, ttl, KEEP_TTLS * self.ttl_ms, self.host_prefix, "1" if load else "0"]
+        epoch, seq, rooms = await script(keys=keys, args=args, client=redis)
+        return Leased(_text(epoch), int(seq), tuple(map(_text, rooms)))
+
+    async def acknowledge(self, redis: Any, epoch: str, seq: int) -> None:
+        """Tell the announcing hosts this host applied every announcement up to `seq`."""
+        message = json.dumps({"a": self.host_id, "e": epoch, "s": seq})
+        await redis.publish(self.announcements, message)
 
     async def remove(self, redis: Any, room_key: str) -> None:
         """Remove this host's field from `room_key` (its last local member left)."""
@@ -164,14 +178,23 @@ class RoomDirectory:
             pipe.srem(self.host_rooms_key, room_key)
             await pipe.execute()
 
-    async def publish_if_occupied(self, redis: Any, room_key: str, message: str | bytes) -> int:
-        """PUBLISH `message` on the channel if another live host is in the room (the
-        receiver count), else -1; fields of hosts without a liveness key are removed."""
+    async def publish_if_occupied(
+        self, redis: Any, room_key: str, message: str | bytes
+    ) -> tuple[int, int]:
+        """PUBLISH `message` on the channel if another live host is in the room: (the
+        receiver count, or -1 when none is; the sequence number when it looked); fields
+        of hosts without a liveness key are removed."""
         args = [self.channel, message, self.host_id, self.host_prefix]
-        script = self._script(redis, _PUBLISH)
-        return int(await script(keys=[room_key], args=args, client=redis))
+        script = self._script(redis, directory_scripts.PUBLISH)
+        receivers, seq = await script(keys=[room_key, self.seq_key], args=args, client=redis)
+        return int(receivers), int(seq)
 
     async def release(self, redis: Any) -> None:
         """Remove every entry of this host (a clean shutdown)."""
-        keys = [self.liveness_key, self.host_rooms_key, self.hosts_key]
-        await self._script(redis, _RELEASE)(keys=keys, args=[self.host_id], client=redis)
+        keys = [self.liveness_key, self.host_rooms_key, self.hosts_key, self.lease_key]
+        release = self._script(redis, directory_scripts.RELEASE)
+        await release(keys=keys, args=[self.host_id], client=redis)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

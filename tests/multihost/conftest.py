@@ -4,6 +4,7 @@ processes sharing both. Everything is stopped, dropped and deleted afterwards.""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from multihost_support import TOKEN, HostProcess, Watcher, host_env
+from room_cluster import Cluster, Published
 from support.services import migrated_postgres, redis_prefix
 from support.worker_process import WorkerProcess
 
@@ -86,3 +88,17 @@ async def spawn_worker() -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]
     yield spawn
     for worker in made:
         await worker.kill()
+
+
+@pytest.fixture
+async def cluster(redis_channel: tuple[str, str]) -> AsyncIterator[Cluster]:
+    url, channel = redis_channel
+    async with contextlib.AsyncExitStack() as stack:
+        yield Cluster(url, channel, stack)
+
+
+@pytest.fixture
+async def published(cluster: Cluster) -> AsyncIterator[Published]:
+    watcher = await Published(cluster.redis, cluster.channel).start()
+    yield watcher
+    await watcher.close()

@@ -133,6 +133,8 @@ def host_env(
     )
     if redis_url:
         env["WORKERLEDGER_SOCKETIO_MANAGER_URL"] = redis_url
+        # a test's channel is a new deployment: its first joins wait out a lease
+        env["WORKERLEDGER_SOCKETIO_MIRROR_LEASE_SECONDS"] = "0.5"
     for key, value in settings.items():
         env[f"WORKERLEDGER_{key.upper()}"] = str(value)
     return env
