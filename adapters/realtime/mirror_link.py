@@ -94,6 +94,8 @@ class MirrorLink:
             mirror.loaded(leased.epoch, leased.seq, leased.rooms, issued)
         elif not mirror.renewed(leased.epoch, leased.seq, issued):
             return loop.time()  # another epoch: load again at once
+        if mirror.lease_seconds <= 0:  # never trusted: the load only follows announcements
+            return issued + 1.0
         return issued + max(mirror.lease_seconds / 3, 0.05)
 
     async def _handle(self, data: bytes | str) -> None:

@@ -90,13 +90,11 @@ services = pytest.mark.services
 async def test_emits_to_rooms_nobody_else_is_in_cost_no_redis_call(
     cluster: Cluster, published: Published
 ) -> None:
-    await cluster.established()
-    a, b = await cluster.node(), await cluster.node()
+    a, b = await cluster.established_nodes(2)
     on_a, on_b = await cluster.client(a), await cluster.client(b)
     empty, local, remote = new_room(), new_room("jobs"), new_room("providers")
     await on_a.join(local)
     await on_b.join(remote)
-    await cluster.mirrored(a, b)
 
     await a.sio.emit("ev", "to nobody", to=empty)
     await SocketIOEmitter(a.sio).deliver([Emit(event="ev", data={"n": 1}, to=empty)])
@@ -114,9 +112,7 @@ async def test_emits_to_rooms_nobody_else_is_in_cost_no_redis_call(
 async def test_a_join_is_acked_once_every_other_host_has_the_room_in_its_mirror(
     cluster: Cluster,
 ) -> None:
-    await cluster.established()
-    a, b, c = await cluster.node(), await cluster.node(), await cluster.node()
-    await cluster.mirrored(a, b, c)
+    a, b, c = await cluster.established_nodes(3)
     client = await cluster.client(b)
     for _ in range(10):
         room = new_room()
@@ -133,9 +129,7 @@ async def test_a_join_is_acked_once_every_other_host_has_the_room_in_its_mirror(
 async def test_a_host_that_does_not_acknowledge_makes_a_join_wait_out_its_lease(
     cluster: Cluster,
 ) -> None:
-    await cluster.established()
-    a, b = await cluster.node(), await cluster.node()
-    await cluster.mirrored(a, b)
+    a, b = await cluster.established_nodes(2)
     silent = "silent-host"  # holds a lease and never answers (hung, or an older version)
     await cluster.redis.sadd(f"{cluster.channel}:hosts", silent)
     await cluster.redis.set(f"{cluster.channel}:host:{silent}:lease", "1", px=60_000)
@@ -152,9 +146,7 @@ async def test_a_host_that_does_not_acknowledge_makes_a_join_wait_out_its_lease(
 async def test_a_missed_announcement_sends_emits_through_redis_until_the_mirror_is_reloaded(
     cluster: Cluster,
 ) -> None:
-    await cluster.established()
-    a, b = await cluster.node(), await cluster.node()
-    await cluster.mirrored(a, b)
+    a, b = await cluster.established_nodes(2)
     client = await cluster.client(b)
     room = new_room()
     await client.join(room)
@@ -176,9 +168,7 @@ async def test_a_missed_announcement_sends_emits_through_redis_until_the_mirror_
 async def test_when_redis_loses_the_directory_a_join_waits_out_the_leases_of_before(
     cluster: Cluster,
 ) -> None:
-    await cluster.established()
-    a, b = await cluster.node(), await cluster.node()
-    await cluster.mirrored(a, b)
+    a, b = await cluster.established_nodes(2)
     before = a.manager.mirror.epoch
     await cluster.redis.delete(f"{cluster.channel}:dir:epoch", f"{cluster.channel}:dir:seq")
     client = await cluster.client(b)
