@@ -393,6 +393,9 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                     "room directory had lost entries of this host (%s)",
                     "liveness key lapsed" if lapsed else f"{len(lost)} room(s)",
                 )
+            # the clients resynchronise once this returns: by then no other host may
+            # skip an emit to a room re-registered here
+            await self._others_know(asserted, f"{len(added)} re-registered room(s)")
             return due or lapsed or bool(lost)
 
     async def _remove_pending(self) -> None:

@@ -118,10 +118,10 @@ class Cluster:
         run for a while): first joins do not wait out the leases of an earlier epoch."""
         await self.redis.set(f"{self.channel}:dir:epoch", "established:0")
 
-    async def established_nodes(self, count: int) -> list[Node]:
+    async def established_nodes(self, count: int, **options: Any) -> list[Node]:
         """`count` nodes of an established deployment, their mirrors loaded."""
         await self.established()
-        nodes = [await self.node() for _ in range(count)]
+        nodes = [await self.node(**options) for _ in range(count)]
         await self.mirrored(*nodes)
         return nodes
 

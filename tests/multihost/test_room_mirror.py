@@ -182,3 +182,32 @@ async def test_when_redis_loses_the_directory_a_join_waits_out_the_leases_of_bef
     while a.manager.mirror.epoch in (None, before):  # its renewal saw the new epoch
         assert time.monotonic() < deadline, "A did not load the new epoch"
         await asyncio.sleep(0.005)
+
+
+@services
+async def test_a_re_registered_room_is_in_every_mirror_before_clients_resynchronise(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a long lease: B must still be waiting for A when the test looks
+    a, b = await cluster.established_nodes(2, mirror_lease_seconds=5, refresh_seconds=0.1)
+    client = await cluster.client(b)
+    room = new_room()
+    await client.join(room)
+    gate, arrived = asyncio.Event(), asyncio.Event()
+    handle = a.manager.mirror_link._handle
+
+    async def slow(data: bytes | str) -> None:  # A is slow to apply announcements
+        if '"k"' in (data.decode() if isinstance(data, bytes) else data):
+            arrived.set()
+            await gate.wait()
+        await handle(data)
+
+    monkeypatch.setattr(a.manager.mirror_link, "_handle", slow)
+    seen = b.manager.resubscriptions
+    await cluster.redis.delete(cluster.room_key(room))  # B's next refresh re-registers it
+    await asyncio.wait_for(arrived.wait(), WAIT)
+    assert b.manager.resubscriptions == seen  # B's clients wait until A knows the room
+    gate.set()
+    await asyncio.wait_for(b.manager.resubscribed(seen), WAIT)
+    assert cluster.room_key(room) in a.manager.mirror.remote
+    assert b.manager.join_waits == 0
