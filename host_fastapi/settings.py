@@ -222,7 +222,9 @@ class Settings(BaseSettings):
         "no Redis call. A client's first join of a room on a host waits until every other "
         "host acknowledged it (about a Redis round trip), at most this long plus a tenth when "
         "a host does not answer, and in the first this-long of a new deployment or after "
-        "Redis lost its data. 0: every such emit asks Redis.",
+        "Redis lost its data. 0: every such emit asks Redis; set 0 on every host while any "
+        "host of the deployment runs a version without this setting (a rolling upgrade: such "
+        "hosts do not announce their rooms).",
     )
     max_body_bytes: int = Field(
         default=DEFAULT_LIMITS.max_body_bytes,
