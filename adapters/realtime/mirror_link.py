@@ -42,7 +42,6 @@ class MirrorLink:
         self._redis = redis
         self._call = call
         self.max_retry_seconds = max_retry_seconds
-        self.subscribed = asyncio.Event()  # set while the directory channel is subscribed
 
     async def run(self) -> None:
         retry = 0.0
@@ -55,7 +54,6 @@ class MirrorLink:
                 retry = min(max(2 * retry, 0.25), self.max_retry_seconds)
                 logger.warning("room mirror: Redis unreachable (%s); retrying", exc)
             finally:
-                self.subscribed.clear()
                 self.mirror.invalidate()
             await asyncio.sleep(retry)  # a back-off, not a synchronisation
 
@@ -69,7 +67,6 @@ class MirrorLink:
                 timeout = max(0.0, renew_at - loop.time()) if renew_at < float("inf") else None
                 message = await pubsub.get_message(timeout=timeout)
                 if message is not None and message.get("type") == "subscribe":
-                    self.subscribed.set()
                     renew_at = loop.time()  # the first load
                 elif message is not None and message.get("type") == "message":
                     await self._handle(message["data"])

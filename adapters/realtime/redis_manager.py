@@ -217,9 +217,11 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if not self.skip_empty_rooms or not isinstance(room, str):
             return False
         key = self.directory.room_key(namespace, room)
-        if self._occupied(namespace, room):
-            return False
-        if key is None or not self.mirror.nobody_else_in(key, asyncio.get_running_loop().time()):
+        return key is not None and not self._occupied(namespace, room) and self._skips(key)
+
+    def _skips(self, key: str) -> bool:
+        """Whether the mirror holds that no other host is in the room (a skipped emit)."""
+        if not self.mirror.nobody_else_in(key, asyncio.get_running_loop().time()):
             return False
         self.room_emits_skipped += 1
         return True
@@ -228,8 +230,7 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         key = self._tracked_emit(data) if self.skip_empty_rooms else None
         if key is None:
             return await super()._publish(data)
-        if self.mirror.nobody_else_in(key, asyncio.get_running_loop().time()):
-            self.room_emits_skipped += 1
+        if self._skips(key):
             return -1
         message = self.json.dumps(data)
         try:  # python-socketio's reconnect-and-retry, as its own _publish
@@ -452,9 +453,7 @@ class ResyncingRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         """`operation(redis)` with python-socketio's reconnect-and-retry (2 attempts)."""
         for retries_left in range(1, -1, -1):
             try:
-                if not self.connected:
-                    self._redis_connect()
-                return await operation(self.redis)
+                return await operation(self._current_redis())
             except Exception:
                 if retries_left == 0:
                     raise
